@@ -1,0 +1,488 @@
+"""BPO (Bounded Policy Optimization) for continuous-action (MuJoCo) environments, in one file, CleanRL-style.
+
+Ao et al., "Bounded Ratio Reinforcement Learning", arXiv 2604.18578 (2026). The same script as
+ppo_continuous.py except for the algorithm: a median head u(s) on the critic, its loss, and the BPO
+policy loss |A|·|ρ − ρ*| that pulls the ratio toward the exact bounded-ratio policy π* (Theorem 4.1).
+
+    python bpo_continuous.py --env-id Hopper-v4                 # train; logs in runs/{run_name}/
+    python bpo_continuous.py --eval-checkpoint runs/X/bpo_continuous.cleanrl_model   # evaluate a saved run
+"""
+
+import os
+import random
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.optim as optim
+import tyro
+from torch.distributions.normal import Normal
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of the experiment (Python, NumPy, torch and the environments)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True` and deterministic torch algorithms"""
+    cuda: bool = False
+    """if toggled, use the GPU when one is present (the small MLPs here usually run faster on the CPU)"""
+    torch_threads: int = 1
+    """CPU threads for torch; 1 is fastest for these small networks and lets runs share cores"""
+    track: bool = False
+    """if toggled, track the run with Weights and Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "brrl"
+    """the Weights and Biases project name"""
+    wandb_entity: str | None = None
+    """the entity (team) of the Weights and Biases project"""
+    save_model: bool = False
+    """if toggled, save the weights and the observation-normalisation statistics to runs/{run_name}/"""
+    progress: bool = True
+    """show a progress bar on the terminal"""
+    eval_checkpoint: str | None = None
+    """evaluate this saved model (a .cleanrl_model file) instead of training"""
+    eval_episodes: int = 10
+    """episodes to run with --eval-checkpoint"""
+    eval_deterministic: bool = True
+    """evaluate with the mean action (--no-eval-deterministic samples from the policy)"""
+
+    # Algorithm specific arguments
+    env_id: str = "Hopper-v4"
+    """the id of the environment (a gymnasium id with a continuous, Box action space)"""
+    total_timesteps: int = 1000000
+    """total environment steps of the experiment"""
+    learning_rate: float = 3e-4
+    """the learning rate of the optimizer"""
+    num_envs: int = 1
+    """the number of parallel game environments"""
+    num_steps: int = 2048
+    """the number of steps to run in each environment per policy rollout"""
+    anneal_lr: bool = True
+    """toggle learning rate annealing for policy and value networks"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    gae_lambda: float = 0.95
+    """the lambda for the general advantage estimation"""
+    num_minibatches: int = 32
+    """the number of mini-batches"""
+    update_epochs: int = 10
+    """the K epochs to update the policy"""
+    norm_adv: bool = True
+    """toggles dividing the advantage weight |A| by its std (a scale only: the threshold stays put)"""
+    clip_coef: float = 0.2
+    """the ratio bound ε: π* keeps π/π0 within [1−ε, 1+ε]"""
+    temperature: float = 0.0
+    """λ of the smoothed target ratio 1 + ε·tanh(Ã/2λ) and of the median loss; 0 gives the sign target"""
+    median_coef: float = 0.5
+    """coefficient of the median-head loss"""
+    use_median: bool = True
+    """threshold the target at the learned median u(s); --no-use-median uses V(s) (the paper's ablation)"""
+    clip_vloss: bool = True
+    """toggles whether or not to use a clipped loss for the value function, as per the paper"""
+    ent_coef: float = 0.0
+    """coefficient of the entropy"""
+    vf_coef: float = 0.5
+    """coefficient of the value function"""
+    max_grad_norm: float = 0.5
+    """the maximum norm for the gradient clipping"""
+    target_kl: float | None = None
+    """the target KL divergence threshold (stop the epochs of an update early above it)"""
+    bootstrap_truncated: bool = True
+    """bootstrap truncated episodes (time limits) from V(final observation) instead of treating them as terminal"""
+
+    # to be filled in runtime
+    batch_size: int = 0
+    """the batch size (computed in runtime)"""
+    minibatch_size: int = 0
+    """the mini-batch size (computed in runtime)"""
+    num_iterations: int = 0
+    """the number of iterations (computed in runtime)"""
+
+
+def check_args(args: Args) -> None:
+    """Reject bad settings before anything starts: one line naming the problem, non-zero exit."""
+    problems = [
+        (args.total_timesteps <= 0, f"--total-timesteps must be positive, got {args.total_timesteps}"),
+        (args.num_envs < 1 or args.num_steps < 1, "--num-envs and --num-steps must be at least 1"),
+        (args.num_minibatches < 1, f"--num-minibatches must be at least 1, got {args.num_minibatches}"),
+        ((args.num_envs * args.num_steps) % max(args.num_minibatches, 1) != 0,
+         f"the batch (--num-envs {args.num_envs} x --num-steps {args.num_steps} = {args.num_envs * args.num_steps}) "
+         f"does not divide into --num-minibatches {args.num_minibatches}"),
+        (args.total_timesteps < args.num_envs * args.num_steps,
+         f"--total-timesteps {args.total_timesteps} is smaller than one batch ({args.num_envs * args.num_steps} steps)"),
+        (not 0.0 < args.clip_coef < 1.0, f"--clip-coef must lie in (0, 1), got {args.clip_coef}"),
+        (args.temperature < 0, f"--temperature must be >= 0, got {args.temperature}"),
+        (args.median_coef < 0, f"--median-coef must be >= 0, got {args.median_coef}"),
+        (args.learning_rate <= 0, f"--learning-rate must be positive, got {args.learning_rate}"),
+        (not 0.0 < args.gamma <= 1.0, f"--gamma must lie in (0, 1], got {args.gamma}"),
+        (not 0.0 <= args.gae_lambda <= 1.0, f"--gae-lambda must lie in [0, 1], got {args.gae_lambda}"),
+        (args.update_epochs < 1, f"--update-epochs must be at least 1, got {args.update_epochs}"),
+        (args.eval_episodes < 1, f"--eval-episodes must be at least 1, got {args.eval_episodes}"),
+    ]
+    for bad, message in problems:
+        if bad:
+            sys.exit(f"error: {message}")
+
+
+def make_env(env_id, gamma, obs_rms=None):
+    """Thunk for one environment: CleanRL's MuJoCo wrappers. With `obs_rms` the normalisation is frozen to it."""
+
+    def thunk():
+        env = gym.make(env_id)
+        env = gym.wrappers.FlattenObservation(env)  # deal with dm_control's Dict observation space
+        env = gym.wrappers.RecordEpisodeStatistics(env)  # before normalisation: logs the real return
+        env = gym.wrappers.ClipAction(env)
+        env = gym.wrappers.NormalizeObservation(env)
+        if obs_rms is not None:
+            env.obs_rms, env.update_running_mean = obs_rms, False
+        env = gym.wrappers.TransformObservation(env, lambda obs: np.clip(obs, -10, 10), env.observation_space)
+        env = gym.wrappers.NormalizeReward(env, gamma=gamma)
+        env = gym.wrappers.TransformReward(env, lambda reward: np.clip(reward, -10, 10))
+        return env
+
+    return thunk
+
+
+def make_envs(env_id, num_envs, gamma, obs_rms=None):
+    """Vector env with same-step autoreset: a finished episode's last observation arrives in infos["final_obs"]
+    and the returned observation is already the next episode's first, so no transition crosses a boundary."""
+    try:
+        action_space = gym.make(env_id).action_space
+    except gym.error.Error as e:
+        sys.exit(f"error: cannot make environment '{env_id}': {e}")
+    if not isinstance(action_space, gym.spaces.Box):
+        sys.exit(f"error: {env_id} has a {action_space} action space; this script needs a continuous (Box) one")
+    return gym.vector.SyncVectorEnv(
+        [make_env(env_id, gamma, obs_rms) for _ in range(num_envs)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+    )
+
+
+def layer_init(layer, std=np.sqrt(2), bias_const=0.0):
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class Agent(nn.Module):
+    def __init__(self, envs):
+        super().__init__()
+        obs_dim = np.array(envs.single_observation_space.shape).prod()
+        action_dim = np.prod(envs.single_action_space.shape)
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 2), std=1.0),  # outputs [V(s), u(s)]: the value and the median head
+        )
+        self.actor_mean = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, action_dim), std=0.01),
+        )
+        self.actor_logstd = nn.Parameter(torch.zeros(1, action_dim))
+
+    def get_value(self, x):
+        return self.critic(x)[..., 0]
+
+    def get_action_and_value(self, x, action=None):
+        action_mean = self.actor_mean(x)
+        probs = Normal(action_mean, self.actor_logstd.expand_as(action_mean).exp(), validate_args=False)
+        if action is None:
+            action = probs.sample()
+        value, median = self.critic(x).unbind(-1)
+        return action, probs.log_prob(action).sum(1), probs.entropy().sum(1), value, median
+
+
+def bpo_target_ratio(median_advantage, eps, temperature):
+    """π*/π0 = 1 + ε·sign(Ã) (Theorem 4.1), smoothed to 1 + ε·tanh(Ã/2λ) = 1 − ε + 2ε·σ(Ã/λ) when λ > 0."""
+    if temperature == 0:
+        return 1 + eps * torch.sign(median_advantage)
+    return 1 + eps * torch.tanh(median_advantage / (2 * temperature))
+
+
+def bpo_loss(ratio, advantage, median_advantage, eps, temperature):
+    """Per-sample BPO loss |A|·|ρ − ρ*(Ã)|, the advantage-weighted total variation to π* (paper Eq. of l_BPO, Cor. 4.5)."""
+    return advantage.abs() * (ratio - bpo_target_ratio(median_advantage, eps, temperature)).abs()
+
+
+def median_loss(returns, median, temperature):
+    """λ·log(2cosh((Q̂−u)/2λ)): a smooth |Q̂−u|/2 whose minimiser u(s) is the median of Q̂ (brrl-math.md §4)."""
+    x = returns - median
+    if temperature == 0:
+        return 0.5 * x.abs()
+    return temperature * nn.functional.softplus(x / temperature) - 0.5 * x
+
+
+def collect_rollout(envs, agent, storage, next_obs, next_done, global_step, args, device, episodes):
+    """Run the policy for args.num_steps steps per env, filling `storage` in place.
+
+    storage["dones"][t] marks obs[t] as the first observation of a new episode. A time-limit truncation
+    adds γ·V(final observation) to the last reward, so GAE can cut there without losing the bootstrap.
+    Finished episodes are appended to `episodes` as (global step, real return, length).
+    """
+    for step in range(args.num_steps):
+        storage["obs"][step] = next_obs
+        storage["dones"][step] = next_done
+        with torch.no_grad():
+            action, logprob, _, value, _ = agent.get_action_and_value(next_obs)
+        storage["values"][step] = value
+        storage["actions"][step] = action
+        storage["logprobs"][step] = logprob
+
+        obs, reward, terminations, truncations, infos = envs.step(action.cpu().numpy())
+        reward = torch.as_tensor(reward, dtype=torch.float32, device=device)
+        truncated_only = truncations & ~terminations
+        if args.bootstrap_truncated and truncated_only.any():
+            final_obs = torch.as_tensor(np.stack(infos["final_obs"][truncated_only]), dtype=torch.float32, device=device)
+            with torch.no_grad():
+                reward[torch.as_tensor(truncated_only, device=device)] += args.gamma * agent.get_value(final_obs)
+        storage["rewards"][step] = reward
+        next_obs = torch.as_tensor(obs, dtype=torch.float32, device=device)
+        next_done = torch.as_tensor(terminations | truncations, dtype=torch.float32, device=device)
+        if "final_info" in infos and "episode" in infos["final_info"]:
+            finished, stats = infos["final_info"]["_episode"], infos["final_info"]["episode"]
+            step_done = global_step + (step + 1) * args.num_envs
+            episodes.extend((step_done, r, l) for r, l in zip(stats["r"][finished], stats["l"][finished]))
+    return next_obs, next_done
+
+
+def compute_gae(rewards, values, dones, next_value, next_done, gamma, gae_lambda):
+    """Generalised advantage estimation (Schulman et al. 2016); dones[t] = 1 if obs[t] starts a new episode."""
+    next_nonterminal = 1.0 - torch.cat([dones[1:], next_done.unsqueeze(0)])
+    next_values = torch.cat([values[1:], next_value.unsqueeze(0)])
+    deltas = rewards + gamma * next_values * next_nonterminal - values
+    advantages = torch.zeros_like(rewards)
+    lastgaelam = torch.zeros_like(next_value)
+    for t in reversed(range(rewards.shape[0])):
+        advantages[t] = lastgaelam = deltas[t] + gamma * gae_lambda * next_nonterminal[t] * lastgaelam
+    return advantages, advantages + values
+
+
+def save_checkpoint(path, agent, envs, args):
+    """Weights, observation-normalisation statistics (of env 0) and the arguments, in one file."""
+    obs_rms = envs.envs[0].get_wrapper_attr("obs_rms")
+    torch.save({"script": Args.exp_name, "args": vars(args), "model": agent.state_dict(),
+                "obs_rms": {"mean": obs_rms.mean, "var": obs_rms.var, "count": obs_rms.count}}, path)
+
+
+def evaluate(args: Args):
+    """Load a checkpoint and report the mean ± std episodic return over args.eval_episodes episodes."""
+    from gymnasium.wrappers.utils import RunningMeanStd
+
+    path = Path(args.eval_checkpoint)
+    if not path.is_file():
+        sys.exit(f"error: checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        script, saved_args = checkpoint["script"], checkpoint["args"]
+    except Exception as e:  # not a torch file, or not one of ours
+        sys.exit(f"error: {path} is not a checkpoint of this library ({type(e).__name__}: {e})")
+    if script != Args.exp_name:
+        sys.exit(f"error: {path} was saved by {script}.py; evaluate it with that script, not {Args.exp_name}.py")
+    obs_rms = RunningMeanStd(shape=checkpoint["obs_rms"]["mean"].shape)
+    obs_rms.mean, obs_rms.var, obs_rms.count = (checkpoint["obs_rms"][k] for k in ("mean", "var", "count"))
+    envs = make_envs(saved_args["env_id"], 1, saved_args["gamma"], obs_rms=obs_rms)
+    agent = Agent(envs)
+    try:
+        agent.load_state_dict(checkpoint["model"])
+    except RuntimeError as e:
+        sys.exit(f"error: {path} does not match {saved_args['env_id']} and this network: {str(e).splitlines()[0]}")
+
+    returns = []
+    obs, _ = envs.reset(seed=args.seed)
+    while len(returns) < args.eval_episodes:
+        with torch.no_grad():
+            x = torch.as_tensor(obs, dtype=torch.float32)
+            action = agent.actor_mean(x) if args.eval_deterministic else agent.get_action_and_value(x)[0]
+        obs, _, _, _, infos = envs.step(action.numpy())
+        if "final_info" in infos and "episode" in infos["final_info"]:
+            returns.extend(infos["final_info"]["episode"]["r"][infos["final_info"]["_episode"]])
+    envs.close()
+    returns = np.array(returns[: args.eval_episodes])
+    print(f"eval {saved_args['env_id']} ({path}): return {returns.mean():.1f} ± {returns.std():.1f} over {len(returns)} episodes")
+    return returns
+
+
+def main(args: Args):
+    check_args(args)
+    args.batch_size = int(args.num_envs * args.num_steps)
+    args.minibatch_size = int(args.batch_size // args.num_minibatches)
+    args.num_iterations = args.total_timesteps // args.batch_size
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.torch_threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.cuda and device.type == "cpu":
+        print("--cuda: no GPU available, running on the CPU", file=sys.stderr)
+
+    envs = make_envs(args.env_id, args.num_envs, args.gamma)
+    agent = Agent(envs).to(device)
+    optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                   config=vars(args), name=run_name, save_code=True)
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    checkpoint_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
+
+    obs_shape, action_shape = envs.single_observation_space.shape, envs.single_action_space.shape
+    storage = {
+        "obs": torch.zeros((args.num_steps, args.num_envs) + obs_shape, device=device),
+        "actions": torch.zeros((args.num_steps, args.num_envs) + action_shape, device=device),
+        **{k: torch.zeros((args.num_steps, args.num_envs), device=device) for k in ("logprobs", "rewards", "dones", "values")},
+    }
+
+    global_step = 0
+    start_time = time.time()
+    next_obs, _ = envs.reset(seed=args.seed)
+    envs.action_space.seed(args.seed)
+    next_obs = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
+    next_done = torch.zeros(args.num_envs, device=device)
+    recent_returns = deque(maxlen=10)
+    progress = tqdm(total=args.num_iterations * args.batch_size, unit="step", disable=None if args.progress else True,
+                    dynamic_ncols=True)
+
+    for iteration in range(1, args.num_iterations + 1):
+        if args.anneal_lr:
+            frac = 1.0 - (iteration - 1.0) / args.num_iterations
+            optimizer.param_groups[0]["lr"] = frac * args.learning_rate
+
+        episodes = []
+        next_obs, next_done = collect_rollout(envs, agent, storage, next_obs, next_done, global_step, args, device, episodes)
+        global_step += args.batch_size
+        for step_done, episodic_return, episodic_length in episodes:
+            writer.add_scalar("charts/episodic_return", episodic_return, step_done)
+            writer.add_scalar("charts/episodic_length", episodic_length, step_done)
+            recent_returns.append(float(episodic_return))
+
+        with torch.no_grad():
+            next_value = agent.get_value(next_obs)
+        advantages, returns = compute_gae(storage["rewards"], storage["values"], storage["dones"], next_value, next_done,
+                                          args.gamma, args.gae_lambda)
+
+        # flatten the batch
+        b_obs = storage["obs"].reshape((-1,) + obs_shape)
+        b_logprobs = storage["logprobs"].reshape(-1)
+        b_actions = storage["actions"].reshape((-1,) + action_shape)
+        b_advantages = advantages.reshape(-1)
+        b_returns = returns.reshape(-1)
+        b_values = storage["values"].reshape(-1)
+
+        # Optimizing the policy and value network
+        # policy, value, entropy, approx_kl, clipfrac, median loss, target ratio, frac above median, |ρ − target|; summed
+        stats = torch.zeros(9, device=device)
+        num_updates = 0
+        for epoch in range(args.update_epochs):
+            b_inds = torch.randperm(args.batch_size, device=device)
+            for start in range(0, args.batch_size, args.minibatch_size):
+                mb_inds = b_inds[start : start + args.minibatch_size]
+
+                _, newlogprob, entropy, newvalue, newmedian = agent.get_action_and_value(b_obs[mb_inds], b_actions[mb_inds])
+                logratio = newlogprob - b_logprobs[mb_inds]
+                ratio = logratio.exp()
+
+                with torch.no_grad():
+                    # calculate approx_kl http://joschu.net/blog/kl-approx.html
+                    approx_kl = ((ratio - 1) - logratio).mean()
+                    clipfrac = ((ratio - 1.0).abs() > args.clip_coef).float().mean()
+
+                # A = Q̂ − V(s) weights the loss, Ã = Q̂ − u(s) sets the target; current heads, detached (brrl-math.md §4)
+                mb_advantages = b_returns[mb_inds] - newvalue.detach()
+                mb_median_advantages = b_returns[mb_inds] - newmedian.detach() if args.use_median else mb_advantages
+                if args.norm_adv:
+                    mb_advantages = mb_advantages / (mb_advantages.std() + 1e-8)
+
+                # Policy loss
+                pg_loss = bpo_loss(ratio, mb_advantages, mb_median_advantages, args.clip_coef, args.temperature).mean()
+                m_loss = median_loss(b_returns[mb_inds], newmedian, args.temperature).mean()
+                with torch.no_grad():
+                    target = bpo_target_ratio(mb_median_advantages, args.clip_coef, args.temperature)
+                    target_stats = [target.mean(), (mb_median_advantages > 0).float().mean(), (ratio - target).abs().mean()]
+
+                # Value loss
+                if args.clip_vloss:
+                    v_loss_unclipped = (newvalue - b_returns[mb_inds]) ** 2
+                    v_clipped = b_values[mb_inds] + torch.clamp(newvalue - b_values[mb_inds], -args.clip_coef, args.clip_coef)
+                    v_loss_clipped = (v_clipped - b_returns[mb_inds]) ** 2
+                    v_loss = 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
+                else:
+                    v_loss = 0.5 * ((newvalue - b_returns[mb_inds]) ** 2).mean()
+
+                entropy_loss = entropy.mean()
+                loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef + m_loss * args.median_coef
+
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+                optimizer.step()
+                stats += torch.stack([pg_loss, v_loss, entropy_loss, approx_kl, clipfrac, m_loss, *target_stats]).detach()
+                num_updates += 1
+
+            if args.target_kl is not None and approx_kl > args.target_kl:
+                break
+
+        pg_loss, v_loss, entropy_loss, approx_kl, clipfrac, m_loss, target_mean, frac_above, gap = (stats / num_updates).tolist()
+        if not np.isfinite([pg_loss, v_loss, entropy_loss]).all():
+            note = f"; the last good checkpoint is {checkpoint_path}" if args.save_model and os.path.exists(checkpoint_path) else ""
+            sys.exit(f"error: non-finite loss at step {global_step} (policy {pg_loss}, value {v_loss}); stopping{note}")
+
+        y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
+        var_y = np.var(y_true)
+        explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
+
+        sps = int(global_step / (time.time() - start_time))
+        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+        writer.add_scalar("losses/value_loss", v_loss, global_step)
+        writer.add_scalar("losses/policy_loss", pg_loss, global_step)
+        writer.add_scalar("losses/entropy", entropy_loss, global_step)
+        writer.add_scalar("losses/approx_kl", approx_kl, global_step)
+        writer.add_scalar("losses/clipfrac", clipfrac, global_step)
+        writer.add_scalar("losses/explained_variance", explained_var, global_step)
+        writer.add_scalar("losses/median_loss", m_loss, global_step)
+        writer.add_scalar("bpo/target_ratio_mean", target_mean, global_step)
+        writer.add_scalar("bpo/frac_above_median", frac_above, global_step)
+        writer.add_scalar("bpo/ratio_target_gap", gap, global_step)
+        writer.add_scalar("charts/SPS", sps, global_step)
+        progress.update(args.batch_size)
+        progress.set_postfix(SPS=sps, ret=f"{np.mean(recent_returns):.1f}" if recent_returns else "-")
+
+        if args.save_model and (iteration % max(1, args.num_iterations // 10) == 0 or iteration == args.num_iterations):
+            save_checkpoint(checkpoint_path, agent, envs, args)
+
+    progress.close()
+    envs.close()
+    writer.close()
+    recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+    print(f"done: {global_step} steps at {int(global_step / (time.time() - start_time))} steps/s; "
+          f"mean return of the last {len(recent_returns)} episodes {recent}; logs in runs/{run_name}")
+    if args.save_model:
+        print(f"model saved to {checkpoint_path}")
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    if args.eval_checkpoint is not None:
+        check_args(args)
+        evaluate(args)
+    else:
+        main(args)
