@@ -1,0 +1,179 @@
+"""Benchmark runner: training scripts × env ids × seeds, one worker per core, resumable.
+
+    python benchmarks/run.py mujoco                   # run (or resume) the study named "mujoco" locally
+    python benchmarks/run.py mujoco --list            # show its jobs and which are done
+    python benchmarks/run.py mujoco --executor slurm --slurm-partition cpu   # the same grid on a Slurm cluster
+
+Each job runs `python <script>.py --env-id E --seed S --total-timesteps N <args>` in its own folder,
+benchmarks/results/<study>/<label>/<env_id>/seed<S>/, so the TensorBoard files land in its runs/. A job is done
+when its done.json exists (command, commit, machine, wall time, the raw env stepping rate measured just
+before it); a folder without one is a job that was cut off and is started again from scratch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import tyro
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+@dataclass(frozen=True)
+class Job:
+    script: str
+    """training script at the repository root, without .py"""
+    env_id: str
+    seed: int
+    total_timesteps: int
+    extra_args: tuple[str, ...] = ()
+    """further command-line arguments of the script"""
+    label: str = ""
+    """the name of this configuration in tables and plots (default: the script name)"""
+
+    @property
+    def name(self) -> str:
+        return self.label or self.script
+
+    def folder(self, study: str) -> Path:
+        return RESULTS / study / self.name / self.env_id.replace("/", "_") / f"seed{self.seed}"
+
+    def command(self) -> list[str]:
+        return [sys.executable, str(ROOT / f"{self.script}.py"), "--env-id", self.env_id, "--seed", str(self.seed),
+                "--total-timesteps", str(self.total_timesteps), "--no-progress", *self.extra_args]
+
+
+def grid(scripts, env_ids, seeds, total_timesteps, extra_args=(), labels=None) -> list[Job]:
+    labels = labels or {}
+    return [Job(s, e, seed, total_timesteps, tuple(extra_args), labels.get(s, "")) for e in env_ids for s in scripts for seed in seeds]
+
+
+# The studies whose results are committed. Add new ones; never change one that has results.
+STUDIES: dict[str, list[Job]] = {
+    "smoke": grid(["ppo_continuous", "bpo_continuous"], ["Hopper-v4"], [1], 4096),
+    # Choosing BPO's temperature λ under reward normalisation: 300k steps, 2 seeds (CleanRL defaults otherwise).
+    "hopper_tuning_300k": (
+        grid(["ppo_continuous"], ["Hopper-v4"], [1, 2], 300_000)
+        + [job for lam in ("0", "0.1", "1") for job in
+           grid(["bpo_continuous"], ["Hopper-v4"], [1, 2], 300_000, ["--temperature", lam], {"bpo_continuous": f"bpo_lambda{lam}"})]
+    ),
+}
+
+
+def raw_env_rate(env_id: str, steps: int = 5000) -> float:
+    """Environment steps per second of gym.make(env_id) with random actions, no learning: the machine's yardstick."""
+    code = (
+        "import time, gymnasium as gym\n"
+        "try:\n import ale_py; gym.register_envs(ale_py)\nexcept ImportError: pass\n"
+        f"env = gym.make({env_id!r}); env.reset(seed=0); env.action_space.seed(0)\n"
+        "start = time.perf_counter()\n"
+        f"for _ in range({steps}):\n"
+        "    _, _, terminated, truncated, _ = env.step(env.action_space.sample())\n"
+        "    if terminated or truncated: env.reset()\n"
+        f"print({steps} / (time.perf_counter() - start))\n"
+    )
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True)
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def run_job(job: Job, study: str) -> dict:
+    """Run one job to completion in its folder (cleared first) and write its done.json; returns that record."""
+    folder = job.folder(study)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    rate = raw_env_rate(job.env_id)
+    start = time.time()
+    with open(folder / "log.txt", "w") as log:
+        proc = subprocess.run(job.command(), cwd=folder, stdout=log, stderr=subprocess.STDOUT,
+                              env={**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"})
+    if proc.returncode != 0:
+        raise RuntimeError(f"{job.name} {job.env_id} seed {job.seed} failed (exit {proc.returncode}); see {folder / 'log.txt'}")
+    record = {"job": asdict(job), "command": " ".join(job.command()[1:]), "commit": commit(), "machine": machine(),
+              "wall_s": round(time.time() - start, 1), "raw_env_steps_per_s": round(rate, 1),
+              "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (folder / "done.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+def is_done(job: Job, study: str) -> bool:
+    return (job.folder(study) / "done.json").is_file()
+
+
+@dataclass
+class Cli:
+    study: tyro.conf.Positional[str]
+    """name of a study in benchmarks/run.py STUDIES"""
+    workers: int = max(1, os.cpu_count() or 1)
+    """parallel jobs on this machine (one per core: each script uses one torch thread)"""
+    executor: str = "local"
+    """local (a process pool here), submitit-local (submitit's LocalExecutor), or slurm (submitit on Slurm)"""
+    slurm_partition: str | None = None
+    """Slurm partition for --executor slurm"""
+    timeout_min: int = 180
+    """time limit per job for submitit executors"""
+    list: bool = False
+    """only list the study's jobs and whether each is done"""
+    only: tuple[str, ...] = field(default_factory=tuple)
+    """run only jobs whose label/script is one of these"""
+
+
+def pending_jobs(cli: Cli) -> list[Job]:
+    jobs = [j for j in STUDIES[cli.study] if not cli.only or j.name in cli.only]
+    return [j for j in jobs if not is_done(j, cli.study)]
+
+
+def main(cli: Cli) -> None:
+    if cli.study not in STUDIES:
+        sys.exit(f"error: unknown study '{cli.study}'; known: {', '.join(STUDIES)}")
+    if cli.list:
+        for job in STUDIES[cli.study]:
+            print(f"{'done' if is_done(job, cli.study) else 'todo'}  {job.name:24s} {job.env_id:28s} seed {job.seed}")
+        return
+    jobs = pending_jobs(cli)
+    print(f"{cli.study}: {len(jobs)} of {len(STUDIES[cli.study])} jobs to run, executor {cli.executor}")
+    if cli.executor == "local":
+        with ThreadPoolExecutor(cli.workers) as pool:  # threads only wait on subprocesses
+            for record in pool.map(lambda j: run_job(j, cli.study), jobs):
+                print(f"done {record['job']['script']} {record['job']['env_id']} seed {record['job']['seed']} in {record['wall_s']} s")
+        return
+    import submitit
+
+    folder = RESULTS / cli.study / "_submitit"
+    if cli.executor == "submitit-local":
+        executor = submitit.LocalExecutor(folder=folder)
+    elif cli.executor == "slurm":
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        if cli.slurm_partition:
+            executor.update_parameters(slurm_partition=cli.slurm_partition)
+    else:
+        sys.exit(f"error: unknown executor '{cli.executor}' (local, submitit-local or slurm)")
+    executor.update_parameters(timeout_min=cli.timeout_min, cpus_per_task=1)
+    submitted = [executor.submit(run_job, job, cli.study) for job in jobs]
+    for job in submitted:
+        record = job.result()
+        print(f"done {record['job']['script']} {record['job']['env_id']} seed {record['job']['seed']} in {record['wall_s']} s")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Cli))
