@@ -82,7 +82,7 @@ def raw_env_rate(env_id: str, steps: int = 5000) -> float:
         "    if terminated or truncated: env.reset()\n"
         f"print({steps} / (time.perf_counter() - start))\n"
     )
-    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -96,9 +96,8 @@ def commit() -> str:
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def run_job(job: Job, study: str) -> dict:
-    """Run one job to completion in its folder (cleared first) and write its done.json; returns that record."""
-    folder = job.folder(study)
+def run_job(job: Job, folder: Path) -> dict:
+    """Run one job to completion in `folder` (cleared first) and write its done.json; returns that record."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -154,7 +153,7 @@ def main(cli: Cli) -> None:
     print(f"{cli.study}: {len(jobs)} of {len(STUDIES[cli.study])} jobs to run, executor {cli.executor}")
     if cli.executor == "local":
         with ThreadPoolExecutor(cli.workers) as pool:  # threads only wait on subprocesses
-            for record in pool.map(lambda j: run_job(j, cli.study), jobs):
+            for record in pool.map(lambda j: run_job(j, j.folder(cli.study)), jobs):
                 print(f"done {record['job']['script']} {record['job']['env_id']} seed {record['job']['seed']} in {record['wall_s']} s")
         return
     import submitit
@@ -169,7 +168,7 @@ def main(cli: Cli) -> None:
     else:
         sys.exit(f"error: unknown executor '{cli.executor}' (local, submitit-local or slurm)")
     executor.update_parameters(timeout_min=cli.timeout_min, cpus_per_task=1)
-    submitted = [executor.submit(run_job, job, cli.study) for job in jobs]
+    submitted = [executor.submit(run_job, job, job.folder(cli.study)) for job in jobs]
     for job in submitted:
         record = job.result()
         print(f"done {record['job']['script']} {record['job']['env_id']} seed {record['job']['seed']} in {record['wall_s']} s")

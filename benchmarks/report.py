@@ -1,0 +1,107 @@
+"""Benchmark reporter: a markdown table and learning curves from a study's TensorBoard files.
+
+    python benchmarks/report.py mujoco        # writes benchmarks/results/mujoco/README.md and curves_*.png
+
+Score of a run: the mean episodic return of the episodes that ended in the last 10% of training.
+The table gives mean ± std of that score over seeds, and training steps/s next to the raw env stepping
+rate measured just before each run (see benchmarks/run.py), so speed compares across machines.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import tyro
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import run  # noqa: E402
+from benchmarks.tb import read_scalars  # noqa: E402
+
+
+def load_runs(study: str) -> list[dict]:
+    """Every finished job of the study: its done.json record plus its episodic returns and final SPS."""
+    runs = []
+    for job in run.STUDIES[study]:
+        folder = job.folder(study)
+        if not (folder / "done.json").is_file():
+            continue
+        record = json.loads((folder / "done.json").read_text())
+        (run_dir,) = (folder / "runs").iterdir()
+        scalars = read_scalars(run_dir)
+        returns = np.array(scalars.get("charts/episodic_return", []), dtype=float).reshape(-1, 2)
+        runs.append(record | {"name": job.name, "env_id": job.env_id, "seed": job.seed, "total": job.total_timesteps,
+                              "returns": returns, "sps": scalars["charts/SPS"][-1][1]})
+    return runs
+
+
+def final_score(returns: np.ndarray, total: int) -> float:
+    """Mean return of the episodes that ended in the last 10% of training."""
+    last = returns[returns[:, 0] >= 0.9 * total, 1]
+    return float(last.mean()) if len(last) else float("nan")
+
+
+def smoothed_curve(returns: np.ndarray, grid: np.ndarray, window: float) -> np.ndarray:
+    """Mean return of the episodes that ended within `window` steps before each grid point."""
+    steps, values = returns[:, 0], returns[:, 1]
+    return np.array([values[(steps <= g) & (steps > g - window)].mean() if ((steps <= g) & (steps > g - window)).any()
+                     else np.nan for g in grid])
+
+
+def main(study: tyro.conf.Positional[str]) -> None:
+    """Write the study's table and curves into benchmarks/results/<study>/."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if study not in run.STUDIES:
+        sys.exit(f"error: unknown study '{study}'; known: {', '.join(run.STUDIES)}")
+    runs = load_runs(study)
+    if not runs:
+        sys.exit(f"error: no finished runs in {run.RESULTS / study}; run `python benchmarks/run.py {study}` first")
+    out = run.RESULTS / study
+    by_env: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for record in runs:
+        by_env[record["env_id"]][record["name"]].append(record)
+
+    lines = [f"# Benchmark study `{study}`", "",
+             f"Made by `python benchmarks/run.py {study}` then `python benchmarks/report.py {study}`.",
+             "Score: mean episodic return over the episodes that ended in the last 10% of training; mean ± std over seeds.",
+             "SPS: training steps per second at the end of the run; raw: `gym.make(env_id)` stepped with random actions "
+             "on the same machine just before the run (the yardstick that makes SPS comparable across machines).", "",
+             "| env | config | steps | seeds | score | SPS | raw env steps/s | SPS / raw |", "|---|---|---|---|---|---|---|---|"]
+    for env_id, configs in by_env.items():
+        for name, group in configs.items():
+            scores = np.array([final_score(r["returns"], r["total"]) for r in group])
+            sps, raw = np.mean([r["sps"] for r in group]), np.mean([r["raw_env_steps_per_s"] for r in group])
+            lines.append(f"| {env_id} | {name} | {group[0]['total']:,} | {len(group)} | {scores.mean():.0f} ± {scores.std():.0f} "
+                         f"| {sps:.0f} | {raw:.0f} | {sps / raw:.3f} |")
+    commits = sorted({r["commit"] for r in runs})
+    lines += ["", f"Commits: {', '.join(commits)}. Machine: {runs[0]['machine']}.", ""]
+
+    for env_id, configs in by_env.items():
+        fig, ax = plt.subplots(figsize=(6, 4))
+        total = max(r["total"] for group in configs.values() for r in group)
+        grid = np.linspace(total / 50, total, 50)
+        for name, group in configs.items():
+            curves = np.array([smoothed_curve(r["returns"], grid, total / 20) for r in group])
+            mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
+            ax.plot(grid, mean, label=f"{name} ({len(group)} seeds)")
+            ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
+        ax.set(title=f"{env_id} ({study})", xlabel="environment steps", ylabel="episodic return")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        png = f"curves_{env_id.replace('/', '_')}.png"
+        fig.savefig(out / png, dpi=100)
+        plt.close(fig)
+        lines += [f"![{env_id}]({png})", ""]
+    (out / "README.md").write_text("\n".join(lines))
+    print(f"wrote {out / 'README.md'}")
+
+
+if __name__ == "__main__":
+    tyro.cli(main)

@@ -1,0 +1,63 @@
+"""The benchmark harness on a tiny study: runs, resumes, goes through submitit's local executor, reports."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import report, run
+
+TOY = "tests.toy_envs:StepCounter-v0"  # episodes of 3 and 5 steps, reward 1 per step: returns 3 and 5
+
+
+@pytest.fixture
+def tiny_study(tmp_path, monkeypatch):
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
+    args = ("--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "1")
+    jobs = run.grid(["ppo_continuous", "bpo_continuous"], [TOY], [1], 256, args, {"bpo_continuous": "bpo"})
+    monkeypatch.setitem(run.STUDIES, "tiny", jobs)
+    return jobs
+
+
+def test_runner_runs_each_job_once_and_restarts_cut_off_ones(tiny_study, capsys):
+    cli = run.Cli(study="tiny", workers=2)
+    run.main(cli)
+    for job in tiny_study:
+        record = json.loads((job.folder("tiny") / "done.json").read_text())
+        assert record["job"]["env_id"] == TOY and record["raw_env_steps_per_s"] > 0
+        assert record["command"].endswith(f"{job.script}.py --env-id {TOY} --seed 1 --total-timesteps 256 --no-progress "
+                                          "--num-steps 64 --num-minibatches 2 --update-epochs 1")
+    assert run.pending_jobs(cli) == []
+    # A job cut off mid-run leaves a folder without done.json: only it is run again, from a clean folder.
+    cut = tiny_study[1]
+    (cut.folder("tiny") / "done.json").unlink()
+    (cut.folder("tiny") / "stale.txt").write_text("left by a killed run")
+    assert run.pending_jobs(cli) == [cut]
+    capsys.readouterr()
+    run.main(cli)
+    assert "tiny: 1 of 2 jobs to run" in capsys.readouterr().out
+    assert not (cut.folder("tiny") / "stale.txt").exists() and (cut.folder("tiny") / "done.json").exists()
+
+
+def test_runner_through_submitit_local_executor(tiny_study):
+    run.main(run.Cli(study="tiny", executor="submitit-local", only=("bpo",)))
+    assert [run.is_done(job, "tiny") for job in tiny_study] == [False, True]
+
+
+def test_report_writes_table_with_scores_and_curves(tiny_study):
+    run.main(run.Cli(study="tiny", workers=2))
+    report.main("tiny")
+    text = (run.RESULTS / "tiny" / "README.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith(f"| {TOY} |")]
+    assert [row.split(" | ")[1] for row in rows] == ["ppo_continuous", "bpo"]
+    for row in rows:
+        score = float(row.split(" | ")[4].split(" ± ")[0])
+        assert 3 <= score <= 5  # every episode returns 3 or 5
+    assert (run.RESULTS / "tiny" / f"curves_{TOY.replace('/', '_')}.png").stat().st_size > 1000
+
+
+def test_final_score_uses_the_last_tenth_of_training():
+    returns = np.array([[100, 1.0], [850, 2.0], [900, 10.0], [1000, 20.0]])
+    assert report.final_score(returns, 1000) == 15.0
