@@ -34,7 +34,7 @@ class Args:
     seed: int = 1
     """seed of the experiment (Python, NumPy, torch and the environments)"""
     torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True` and deterministic torch algorithms"""
+    """if toggled, `torch.backends.cudnn.deterministic=True` (CPU runs are deterministic for a given seed anyway)"""
     cuda: bool = False
     """if toggled, use the GPU when one is present (the small MLPs here usually run faster on the CPU)"""
     torch_threads: int = 1
@@ -222,7 +222,7 @@ def bpo_target_ratio(median_advantage, eps, temperature):
 
 
 def bpo_loss(ratio, advantage, median_advantage, eps, temperature):
-    """Per-sample BPO loss |A|·|ρ − ρ*(Ã)|, the advantage-weighted total variation to π* (paper Eq. of l_BPO, Cor. 4.5)."""
+    """Per-sample BPO loss |A|·|ρ − ρ*(Ã)|, the advantage-weighted total variation to π* (l^BPO, brrl-math.md §3; Cor. 4.5)."""
     return advantage.abs() * (ratio - bpo_target_ratio(median_advantage, eps, temperature)).abs()
 
 

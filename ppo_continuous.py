@@ -33,7 +33,7 @@ class Args:
     seed: int = 1
     """seed of the experiment (Python, NumPy, torch and the environments)"""
     torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True` and deterministic torch algorithms"""
+    """if toggled, `torch.backends.cudnn.deterministic=True` (CPU runs are deterministic for a given seed anyway)"""
     cuda: bool = False
     """if toggled, use the GPU when one is present (the small MLPs here usually run faster on the CPU)"""
     torch_threads: int = 1
