@@ -290,6 +290,7 @@ def evaluate(args: Args):
     """Load a checkpoint and report the mean ± std episodic return over args.eval_episodes episodes."""
     from gymnasium.wrappers.utils import RunningMeanStd
 
+    torch.set_num_threads(args.torch_threads)
     path = Path(args.eval_checkpoint)
     if not path.is_file():
         sys.exit(f"error: checkpoint not found: {path}")
@@ -329,7 +330,7 @@ def main(args: Args):
     args.batch_size = int(args.num_envs * args.num_steps)
     args.minibatch_size = int(args.batch_size // args.num_minibatches)
     args.num_iterations = args.total_timesteps // args.batch_size
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_name = f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -397,7 +398,8 @@ def main(args: Args):
         b_values = storage["values"].reshape(-1)
 
         # Optimizing the policy and value network
-        stats = torch.zeros(6, device=device)  # policy loss, value loss, entropy, approx_kl, clipfrac, median loss; summed
+        # policy, value, entropy, approx_kl, clipfrac, median loss, target ratio, share above median, |ρ − target|; summed
+        stats = torch.zeros(9, device=device)
         num_updates = 0
         for epoch in range(args.update_epochs):
             b_inds = torch.randperm(args.batch_size, device=device)
@@ -422,6 +424,9 @@ def main(args: Args):
                 # Policy loss
                 pg_loss = bpo_loss(ratio, mb_advantages, mb_median_advantages, args.clip_coef, args.temperature).mean()
                 m_loss = median_loss(b_returns[mb_inds], newmedian, args.temperature).mean()
+                with torch.no_grad():
+                    target = bpo_target_ratio(mb_median_advantages, args.clip_coef, args.temperature)
+                    target_stats = [target.mean(), (mb_median_advantages > 0).float().mean(), (ratio - target).abs().mean()]
 
                 # Value loss
                 if args.clip_vloss:
@@ -439,19 +444,13 @@ def main(args: Args):
                 loss.backward()
                 nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
                 optimizer.step()
-                stats += torch.stack([pg_loss, v_loss, entropy_loss, approx_kl, clipfrac, m_loss]).detach()
+                stats += torch.stack([pg_loss, v_loss, entropy_loss, approx_kl, clipfrac, m_loss, *target_stats]).detach()
                 num_updates += 1
 
             if args.target_kl is not None and approx_kl > args.target_kl:
                 break
 
-        pg_loss, v_loss, entropy_loss, approx_kl, clipfrac, m_loss = (stats / num_updates).tolist()
-        with torch.no_grad():  # where the update left the batch: its target ratios and the distance to them
-            _, newlogprob, _, newvalue, newmedian = agent.get_action_and_value(b_obs, b_actions)
-            median_advantages = b_returns - (newmedian if args.use_median else newvalue)
-            target = bpo_target_ratio(median_advantages, args.clip_coef, args.temperature)
-            gap = ((newlogprob - b_logprobs).exp() - target).abs().mean().item()
-            target_mean, frac_above = target.mean().item(), (median_advantages > 0).float().mean().item()
+        pg_loss, v_loss, entropy_loss, approx_kl, clipfrac, m_loss, target_mean, frac_above, gap = (stats / num_updates).tolist()
         if not np.isfinite([pg_loss, v_loss, entropy_loss]).all():
             note = f"; the last good checkpoint is {checkpoint_path}" if args.save_model and os.path.exists(checkpoint_path) else ""
             sys.exit(f"error: non-finite loss at step {global_step} (policy {pg_loss}, value {v_loss}); stopping{note}")

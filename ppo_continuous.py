@@ -265,6 +265,7 @@ def evaluate(args: Args):
     """Load a checkpoint and report the mean ± std episodic return over args.eval_episodes episodes."""
     from gymnasium.wrappers.utils import RunningMeanStd
 
+    torch.set_num_threads(args.torch_threads)
     path = Path(args.eval_checkpoint)
     if not path.is_file():
         sys.exit(f"error: checkpoint not found: {path}")
@@ -304,7 +305,7 @@ def main(args: Args):
     args.batch_size = int(args.num_envs * args.num_steps)
     args.minibatch_size = int(args.batch_size // args.num_minibatches)
     args.num_iterations = args.total_timesteps // args.batch_size
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_name = f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
 
     random.seed(args.seed)
     np.random.seed(args.seed)

@@ -1,0 +1,549 @@
+"""BPO (Bounded Policy Optimization) for Atari (ALE) games, in one file, CleanRL-style.
+
+Ao et al., "Bounded Ratio Reinforcement Learning", arXiv 2604.18578 (2026). The same script as
+ppo_atari.py except for the algorithm: a median head u(s) on the critic, its loss, and the BPO
+policy loss |A|·|ρ − ρ*| that pulls the ratio toward the exact bounded-ratio policy π* (Theorem 4.1).
+Defaults start from the authors' Atari settings (brrl-math.md §4).
+
+    python bpo_atari.py --env-id BreakoutNoFrameskip-v4          # train; logs in runs/{run_name}/
+    python bpo_atari.py --eval-checkpoint runs/X/bpo_atari.cleanrl_model   # evaluate a saved run
+"""
+
+import os
+import random
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.optim as optim
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+gym.register_envs(ale_py)
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of the experiment (Python, NumPy, torch and the environments)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True` and deterministic torch algorithms"""
+    cuda: bool = True
+    """if toggled, use the GPU when one is present (--no-cuda keeps the CPU)"""
+    torch_threads: int = 1
+    """CPU threads for torch; 1 lets parallel runs share the cores (a lone CPU run gains from more)"""
+    track: bool = False
+    """if toggled, track the run with Weights and Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "brrl"
+    """the Weights and Biases project name"""
+    wandb_entity: str | None = None
+    """the entity (team) of the Weights and Biases project"""
+    save_model: bool = False
+    """if toggled, save the weights to runs/{run_name}/"""
+    progress: bool = True
+    """show a progress bar on the terminal"""
+    eval_checkpoint: str | None = None
+    """evaluate this saved model (a .cleanrl_model file) instead of training"""
+    eval_episodes: int = 10
+    """episodes (whole games) to run with --eval-checkpoint"""
+    eval_deterministic: bool = True
+    """evaluate with the most probable action (--no-eval-deterministic samples from the policy)"""
+
+    # Algorithm specific arguments
+    env_id: str = "BreakoutNoFrameskip-v4"
+    """the id of the environment (an ALE game: BreakoutNoFrameskip-v4 or ALE/Breakout-v5 style)"""
+    repeat_action_probability: float | None = None
+    """sticky actions: the chance that the emulator repeats the previous action; None keeps the id's own (0 for v4, 0.25 for v5)"""
+    total_timesteps: int = 10000000
+    """total environment steps of the experiment (agent steps: 4 frames each)"""
+    learning_rate: float = 2.5e-4
+    """the learning rate of the optimizer"""
+    num_envs: int = 8
+    """the number of parallel game environments"""
+    num_steps: int = 128
+    """the number of steps to run in each environment per policy rollout"""
+    anneal_lr: bool = True
+    """toggle learning rate annealing for policy and value networks"""
+    gamma: float = 0.98
+    """the discount factor gamma"""
+    gae_lambda: float = 0.95
+    """the lambda for the general advantage estimation"""
+    num_minibatches: int = 4
+    """the number of mini-batches"""
+    update_epochs: int = 5
+    """the K epochs to update the policy"""
+    norm_adv: bool = True
+    """toggles dividing the advantage weight |A| by its std (a scale only: the threshold stays put)"""
+    clip_coef: float = 0.3
+    """the ratio bound ε: π* keeps π/π0 within [1−ε, 1+ε]"""
+    temperature: float = 1e-3
+    """λ of the smoothed target ratio 1 + ε·tanh(Ã/2λ) and of the median loss; 0 gives the sign target"""
+    median_coef: float = 0.5
+    """coefficient of the median-head loss"""
+    use_median: bool = True
+    """threshold the target at the learned median u(s); --no-use-median uses V(s) (the paper's ablation)"""
+    clip_vloss: bool = True
+    """toggles whether or not to use a clipped loss for the value function, as per the paper"""
+    ent_coef: float = 0.001
+    """coefficient of the entropy"""
+    vf_coef: float = 0.5
+    """coefficient of the value function"""
+    max_grad_norm: float = 0.5
+    """the maximum norm for the gradient clipping"""
+    target_kl: float | None = None
+    """the target KL divergence threshold (stop the epochs of an update early above it)"""
+    bootstrap_truncated: bool = True
+    """bootstrap truncated episodes (the emulator's frame limit) from V(final observation) instead of treating them as terminal"""
+
+    # to be filled in runtime
+    batch_size: int = 0
+    """the batch size (computed in runtime)"""
+    minibatch_size: int = 0
+    """the mini-batch size (computed in runtime)"""
+    num_iterations: int = 0
+    """the number of iterations (computed in runtime)"""
+
+
+def check_args(args: Args) -> None:
+    """Reject bad settings before anything starts: one line naming the problem, non-zero exit."""
+    problems = [
+        (args.total_timesteps <= 0, f"--total-timesteps must be positive, got {args.total_timesteps}"),
+        (args.num_envs < 1 or args.num_steps < 1, "--num-envs and --num-steps must be at least 1"),
+        (args.num_minibatches < 1, f"--num-minibatches must be at least 1, got {args.num_minibatches}"),
+        ((args.num_envs * args.num_steps) % max(args.num_minibatches, 1) != 0,
+         f"the batch (--num-envs {args.num_envs} x --num-steps {args.num_steps} = {args.num_envs * args.num_steps}) "
+         f"does not divide into --num-minibatches {args.num_minibatches}"),
+        (args.total_timesteps < args.num_envs * args.num_steps,
+         f"--total-timesteps {args.total_timesteps} is smaller than one batch ({args.num_envs * args.num_steps} steps)"),
+        (not 0.0 < args.clip_coef < 1.0, f"--clip-coef must lie in (0, 1), got {args.clip_coef}"),
+        (args.learning_rate <= 0, f"--learning-rate must be positive, got {args.learning_rate}"),
+        (not 0.0 < args.gamma <= 1.0, f"--gamma must lie in (0, 1], got {args.gamma}"),
+        (not 0.0 <= args.gae_lambda <= 1.0, f"--gae-lambda must lie in [0, 1], got {args.gae_lambda}"),
+        (args.update_epochs < 1, f"--update-epochs must be at least 1, got {args.update_epochs}"),
+        (args.eval_episodes < 1, f"--eval-episodes must be at least 1, got {args.eval_episodes}"),
+        (args.repeat_action_probability is not None and not 0.0 <= args.repeat_action_probability <= 1.0,
+         f"--repeat-action-probability must lie in [0, 1], got {args.repeat_action_probability}"),
+        (args.temperature < 0, f"--temperature must be >= 0, got {args.temperature}"),
+        (args.median_coef < 0, f"--median-coef must be >= 0, got {args.median_coef}"),
+    ]
+    for bad, message in problems:
+        if bad:
+            sys.exit(f"error: {message}")
+
+
+class EpisodicLife(gym.Wrapper):
+    """A lost life ends the training episode, but the game goes on: reset() only starts the next life (one
+    no-op step) until the game is really over. (AtariPreprocessing's terminal_on_life_loss restarts the whole
+    game on every reset instead, so an agent trained with it would never see its second life.)"""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.lives, self.game_over = 0, True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = terminated or truncated
+        lives = self.env.unwrapped.ale.lives()
+        terminated = terminated or 0 < lives < self.lives
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, *, seed=None, options=None):
+        if self.game_over or seed is not None:
+            obs, info = self.env.reset(seed=seed, options=options)
+        else:
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:  # the game ended in that no-op step: start a new one
+                obs, info = self.env.reset(options=options)
+        self.game_over, self.lives = False, self.env.unwrapped.ale.lives()
+        return obs, info
+
+
+class FireReset(gym.Wrapper):
+    """Press FIRE (then action 2) after every reset, for games that wait for it before they start."""
+
+    def reset(self, **kwargs):
+        self.env.reset(**kwargs)
+        for action in (1, 2):
+            obs, _, terminated, truncated, info = self.env.step(action)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        return obs, info
+
+
+def make_env(env_id, repeat_action_probability=None):
+    """Thunk for one environment: the standard Atari pipeline (Mnih et al. 2015; Machado et al. 2018).
+
+    The episode statistics are recorded right after the frame skipping, below the life-loss episodes and the
+    reward clipping: the logged return is the real, unclipped score of the whole game. Only the learner sees
+    one episode per life and rewards clipped to {-1, 0, 1}.
+    """
+
+    def thunk():
+        kwargs = {} if repeat_action_probability is None else {"repeat_action_probability": repeat_action_probability}
+        if gym.spec(env_id).kwargs.get("frameskip", 1) != 1:
+            kwargs["frameskip"] = 1  # ALE/*-v5 skips frames itself; here AtariPreprocessing does it, with max-pooling
+        env = gym.make(env_id, **kwargs)
+        env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True)
+        env = gym.wrappers.RecordEpisodeStatistics(env)  # raw rewards, and the episode ends with the game
+        env = EpisodicLife(env)
+        if "FIRE" in env.unwrapped.get_action_meanings():
+            env = FireReset(env)
+        env = gym.wrappers.TransformReward(env, np.sign)  # reward clipping: what the learner sees
+        env = gym.wrappers.FrameStackObservation(env, 4)
+        return env
+
+    return thunk
+
+
+def make_envs(env_id, num_envs, repeat_action_probability=None):
+    """Vector env with same-step autoreset: a finished episode's last observation arrives in infos["final_obs"]
+    and the returned observation is already the next episode's first, so no transition crosses a boundary."""
+    try:
+        probe = gym.make(env_id)
+    except gym.error.Error as e:
+        sys.exit(f"error: cannot make environment '{env_id}': {e}")
+    action_space, is_atari = probe.action_space, isinstance(probe.unwrapped, ale_py.AtariEnv)
+    probe.close()
+    if not isinstance(action_space, gym.spaces.Discrete):
+        sys.exit(f"error: {env_id} has a {action_space} action space; this script needs a discrete (Discrete) one")
+    if not is_atari:
+        sys.exit(f"error: {env_id} is not an Atari game; use an ALE id such as BreakoutNoFrameskip-v4 or ALE/Breakout-v5")
+    if not isinstance(gym.spec(env_id).kwargs.get("frameskip", 1), int):
+        sys.exit(f"error: {env_id} skips a random number of frames; use the NoFrameskip-v4 or the ALE/...-v5 id of the game")
+    return gym.vector.SyncVectorEnv(
+        [make_env(env_id, repeat_action_probability) for _ in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+        copy=False,  # observations are copied into the rollout storage before the next step
+    )
+
+
+def layer_init(layer, std=np.sqrt(2), bias_const=0.0):
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class Agent(nn.Module):
+    """Nature CNN trunk (Mnih et al. 2015) shared by the actor and critic heads; takes uint8 frames."""
+
+    def __init__(self, envs):
+        super().__init__()
+        self.network = nn.Sequential(
+            layer_init(nn.Conv2d(envs.single_observation_space.shape[0], 32, 8, stride=4)),
+            nn.ReLU(),
+            layer_init(nn.Conv2d(32, 64, 4, stride=2)),
+            nn.ReLU(),
+            layer_init(nn.Conv2d(64, 64, 3, stride=1)),
+            nn.ReLU(),
+            nn.Flatten(),
+            layer_init(nn.Linear(64 * 7 * 7, 512)),
+            nn.ReLU(),
+        )
+        self.actor = layer_init(nn.Linear(512, envs.single_action_space.n), std=0.01)
+        self.critic = layer_init(nn.Linear(512, 2), std=1)  # outputs [V(s), u(s)]: the value and the median head
+
+    def get_value(self, x):
+        return self.critic(self.network(x / 255.0))[..., 0]
+
+    def get_action_and_value(self, x, action=None):
+        hidden = self.network(x / 255.0)
+        # categorical log-probabilities and entropy directly (torch.distributions costs more per call)
+        log_probs = torch.log_softmax(self.actor(hidden), dim=-1)
+        if action is None:
+            action = torch.multinomial(log_probs.exp(), 1).squeeze(-1)
+        log_prob = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        entropy = -(log_probs.exp() * log_probs).sum(-1)
+        value, median = self.critic(hidden).unbind(-1)
+        return action, log_prob, entropy, value, median
+
+
+def bpo_target_ratio(median_advantage, eps, temperature):
+    """π*/π0 = 1 + ε·sign(Ã) (Theorem 4.1), smoothed to 1 + ε·tanh(Ã/2λ) = 1 − ε + 2ε·σ(Ã/λ) when λ > 0."""
+    if temperature == 0:
+        return 1 + eps * torch.sign(median_advantage)
+    return 1 + eps * torch.tanh(median_advantage / (2 * temperature))
+
+
+def bpo_loss(ratio, advantage, median_advantage, eps, temperature):
+    """Per-sample BPO loss |A|·|ρ − ρ*(Ã)|, the advantage-weighted total variation to π* (l^BPO, brrl-math.md §3; Cor. 4.5)."""
+    return advantage.abs() * (ratio - bpo_target_ratio(median_advantage, eps, temperature)).abs()
+
+
+def median_loss(returns, median, temperature):
+    """λ·log(2cosh((Q̂−u)/2λ)): a smooth |Q̂−u|/2 whose minimiser u(s) is the median of Q̂ (brrl-math.md §4)."""
+    x = returns - median
+    if temperature == 0:
+        return 0.5 * x.abs()
+    return temperature * nn.functional.softplus(x / temperature) - 0.5 * x
+
+
+def collect_rollout(envs, agent, storage, next_obs, next_done, global_step, args, device, episodes):
+    """Run the policy for args.num_steps steps per env, filling `storage` in place.
+
+    storage["dones"][t] marks obs[t] as the first observation of a new episode (a new life in training). A
+    truncation adds γ·V(final observation) to the last reward, so GAE can cut there without losing the bootstrap.
+    Finished games are appended to `episodes` as (global step, real return, length).
+    """
+    for step in range(args.num_steps):
+        storage["obs"][step] = next_obs
+        storage["dones"][step] = next_done
+        with torch.inference_mode():
+            action, logprob, _, value, _ = agent.get_action_and_value(next_obs)
+        storage["values"][step] = value
+        storage["actions"][step] = action
+        storage["logprobs"][step] = logprob
+
+        obs, reward, terminations, truncations, infos = envs.step(action.cpu().numpy())
+        reward = torch.as_tensor(reward, dtype=torch.float32, device=device)
+        truncated_only = truncations & ~terminations
+        if args.bootstrap_truncated and truncated_only.any():
+            final_obs = torch.as_tensor(np.stack(infos["final_obs"][truncated_only]), device=device)
+            with torch.no_grad():
+                reward[torch.as_tensor(truncated_only, device=device)] += args.gamma * agent.get_value(final_obs)
+        storage["rewards"][step] = reward
+        next_obs = torch.as_tensor(obs, device=device)
+        next_done = torch.as_tensor(terminations | truncations, dtype=torch.float32, device=device)
+        if "final_info" in infos and "episode" in infos["final_info"]:
+            finished, stats = infos["final_info"]["_episode"], infos["final_info"]["episode"]
+            step_done = global_step + (step + 1) * args.num_envs
+            episodes.extend((step_done, r, l) for r, l in zip(stats["r"][finished], stats["l"][finished]))
+    return next_obs, next_done
+
+
+def compute_gae(rewards, values, dones, next_value, next_done, gamma, gae_lambda):
+    """Generalised advantage estimation (Schulman et al. 2016); dones[t] = 1 if obs[t] starts a new episode."""
+    next_nonterminal = 1.0 - torch.cat([dones[1:], next_done.unsqueeze(0)])
+    next_values = torch.cat([values[1:], next_value.unsqueeze(0)])
+    deltas = rewards + gamma * next_values * next_nonterminal - values
+    advantages = torch.zeros_like(rewards)
+    lastgaelam = torch.zeros_like(next_value)
+    for t in reversed(range(rewards.shape[0])):
+        advantages[t] = lastgaelam = deltas[t] + gamma * gae_lambda * next_nonterminal[t] * lastgaelam
+    return advantages, advantages + values
+
+
+def save_checkpoint(path, agent, args):
+    """Weights and the arguments, in one file."""
+    torch.save({"script": Args.exp_name, "args": vars(args), "model": agent.state_dict()}, path)
+
+
+def evaluate(args: Args):
+    """Load a checkpoint and report the mean ± std return of whole games over args.eval_episodes games.
+
+    The games run through the training pipeline, as CleanRL's evaluation does: a lost life is followed by the
+    no-op (and FIRE) start the agent was trained with; the returns are the real scores of whole games.
+    """
+    torch.set_num_threads(args.torch_threads)  # torch's default (all cores) can be many times slower for batches of one
+    path = Path(args.eval_checkpoint)
+    if not path.is_file():
+        sys.exit(f"error: checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        script, saved_args = checkpoint["script"], checkpoint["args"]
+    except Exception as e:  # not a torch file, or not one of ours
+        sys.exit(f"error: {path} is not a checkpoint of this library ({type(e).__name__}: {e})")
+    if script != Args.exp_name:
+        sys.exit(f"error: {path} was saved by {script}.py; evaluate it with that script, not {Args.exp_name}.py")
+    envs = make_envs(saved_args["env_id"], 1, saved_args["repeat_action_probability"])
+    agent = Agent(envs)
+    try:
+        agent.load_state_dict(checkpoint["model"])
+    except RuntimeError as e:
+        sys.exit(f"error: {path} does not match {saved_args['env_id']} and this network: {str(e).splitlines()[0]}")
+
+    returns = []
+    obs, _ = envs.reset(seed=args.seed)
+    while len(returns) < args.eval_episodes:
+        with torch.no_grad():
+            x = torch.as_tensor(obs)
+            action = agent.actor(agent.network(x / 255.0)).argmax(-1) if args.eval_deterministic else agent.get_action_and_value(x)[0]
+        obs, _, _, _, infos = envs.step(action.numpy())
+        if "final_info" in infos and "episode" in infos["final_info"]:
+            returns.extend(infos["final_info"]["episode"]["r"][infos["final_info"]["_episode"]])
+    envs.close()
+    returns = np.array(returns[: args.eval_episodes])
+    print(f"eval {saved_args['env_id']} ({path}): return {returns.mean():.1f} ± {returns.std():.1f} over {len(returns)} episodes")
+    return returns
+
+
+def main(args: Args):
+    check_args(args)
+    args.batch_size = int(args.num_envs * args.num_steps)
+    args.minibatch_size = int(args.batch_size // args.num_minibatches)
+    args.num_iterations = args.total_timesteps // args.batch_size
+    run_name = f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.torch_threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.cuda and device.type == "cpu":
+        print("--cuda: no GPU available, running on the CPU", file=sys.stderr)
+
+    envs = make_envs(args.env_id, args.num_envs, args.repeat_action_probability)
+    agent = Agent(envs).to(device)
+    optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)  # one kernel per step
+
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                   config=vars(args), name=run_name, save_code=True)
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    checkpoint_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
+
+    obs_shape = envs.single_observation_space.shape
+    storage = {
+        "obs": torch.zeros((args.num_steps, args.num_envs) + obs_shape, dtype=torch.uint8, device=device),  # /255 in the network
+        "actions": torch.zeros((args.num_steps, args.num_envs), dtype=torch.long, device=device),
+        **{k: torch.zeros((args.num_steps, args.num_envs), device=device) for k in ("logprobs", "rewards", "dones", "values")},
+    }
+
+    global_step = 0
+    start_time = time.time()
+    next_obs, _ = envs.reset(seed=args.seed)
+    envs.action_space.seed(args.seed)
+    next_obs = torch.as_tensor(next_obs, device=device)
+    next_done = torch.zeros(args.num_envs, device=device)
+    recent_returns = deque(maxlen=10)
+    progress = tqdm(total=args.num_iterations * args.batch_size, unit="step", disable=None if args.progress else True,
+                    dynamic_ncols=True)
+
+    for iteration in range(1, args.num_iterations + 1):
+        if args.anneal_lr:
+            frac = 1.0 - (iteration - 1.0) / args.num_iterations
+            optimizer.param_groups[0]["lr"] = frac * args.learning_rate
+
+        episodes = []
+        next_obs, next_done = collect_rollout(envs, agent, storage, next_obs, next_done, global_step, args, device, episodes)
+        global_step += args.batch_size
+        for step_done, episodic_return, episodic_length in episodes:
+            writer.add_scalar("charts/episodic_return", episodic_return, step_done)
+            writer.add_scalar("charts/episodic_length", episodic_length, step_done)
+            recent_returns.append(float(episodic_return))
+
+        with torch.no_grad():
+            next_value = agent.get_value(next_obs)
+        advantages, returns = compute_gae(storage["rewards"], storage["values"], storage["dones"], next_value, next_done,
+                                          args.gamma, args.gae_lambda)
+
+        # flatten the batch
+        b_obs = storage["obs"].reshape((-1,) + obs_shape)
+        b_logprobs = storage["logprobs"].reshape(-1)
+        b_actions = storage["actions"].reshape(-1)
+        b_advantages = advantages.reshape(-1)
+        b_returns = returns.reshape(-1)
+        b_values = storage["values"].reshape(-1)
+
+        # Optimizing the policy and value network
+        # policy, value, entropy, approx_kl, clipfrac, median loss, target ratio, share above median, |ρ − target|; summed
+        stats = torch.zeros(9, device=device)
+        num_updates = 0
+        for epoch in range(args.update_epochs):
+            b_inds = torch.randperm(args.batch_size, device=device)
+            for start in range(0, args.batch_size, args.minibatch_size):
+                mb_inds = b_inds[start : start + args.minibatch_size]
+
+                _, newlogprob, entropy, newvalue, newmedian = agent.get_action_and_value(b_obs[mb_inds], b_actions[mb_inds])
+                logratio = newlogprob - b_logprobs[mb_inds]
+                ratio = logratio.exp()
+
+                with torch.no_grad():
+                    # calculate approx_kl http://joschu.net/blog/kl-approx.html
+                    approx_kl = ((ratio - 1) - logratio).mean()
+                    clipfrac = ((ratio - 1.0).abs() > args.clip_coef).float().mean()
+
+                # A = Q̂ − V(s) weights the loss, Ã = Q̂ − u(s) sets the target; current heads, detached (brrl-math.md §4)
+                mb_advantages = b_returns[mb_inds] - newvalue.detach()
+                mb_median_advantages = b_returns[mb_inds] - newmedian.detach() if args.use_median else mb_advantages
+                if args.norm_adv:
+                    mb_advantages = mb_advantages / (mb_advantages.std() + 1e-8)
+
+                # Policy loss
+                pg_loss = bpo_loss(ratio, mb_advantages, mb_median_advantages, args.clip_coef, args.temperature).mean()
+                m_loss = median_loss(b_returns[mb_inds], newmedian, args.temperature).mean()
+                with torch.no_grad():
+                    target = bpo_target_ratio(mb_median_advantages, args.clip_coef, args.temperature)
+                    target_stats = [target.mean(), (mb_median_advantages > 0).float().mean(), (ratio - target).abs().mean()]
+
+                # Value loss
+                if args.clip_vloss:
+                    v_loss_unclipped = (newvalue - b_returns[mb_inds]) ** 2
+                    v_clipped = b_values[mb_inds] + torch.clamp(newvalue - b_values[mb_inds], -args.clip_coef, args.clip_coef)
+                    v_loss_clipped = (v_clipped - b_returns[mb_inds]) ** 2
+                    v_loss = 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
+                else:
+                    v_loss = 0.5 * ((newvalue - b_returns[mb_inds]) ** 2).mean()
+
+                entropy_loss = entropy.mean()
+                loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef + m_loss * args.median_coef
+
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+                optimizer.step()
+                stats += torch.stack([pg_loss, v_loss, entropy_loss, approx_kl, clipfrac, m_loss, *target_stats]).detach()
+                num_updates += 1
+
+            if args.target_kl is not None and approx_kl > args.target_kl:
+                break
+
+        pg_loss, v_loss, entropy_loss, approx_kl, clipfrac, m_loss, target_mean, frac_above, gap = (stats / num_updates).tolist()
+        if not np.isfinite([pg_loss, v_loss, entropy_loss]).all():
+            note = f"; the last good checkpoint is {checkpoint_path}" if args.save_model and os.path.exists(checkpoint_path) else ""
+            sys.exit(f"error: non-finite loss at step {global_step} (policy {pg_loss}, value {v_loss}); stopping{note}")
+
+        y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
+        var_y = np.var(y_true)
+        explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
+
+        sps = int(global_step / (time.time() - start_time))
+        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+        writer.add_scalar("losses/value_loss", v_loss, global_step)
+        writer.add_scalar("losses/policy_loss", pg_loss, global_step)
+        writer.add_scalar("losses/entropy", entropy_loss, global_step)
+        writer.add_scalar("losses/approx_kl", approx_kl, global_step)
+        writer.add_scalar("losses/clipfrac", clipfrac, global_step)
+        writer.add_scalar("losses/explained_variance", explained_var, global_step)
+        writer.add_scalar("charts/SPS", sps, global_step)
+        writer.add_scalar("losses/median_loss", m_loss, global_step)
+        writer.add_scalar("bpo/target_ratio_mean", target_mean, global_step)
+        writer.add_scalar("bpo/frac_above_median", frac_above, global_step)
+        writer.add_scalar("bpo/ratio_target_gap", gap, global_step)
+        progress.update(args.batch_size)
+        progress.set_postfix(SPS=sps, ret=f"{np.mean(recent_returns):.1f}" if recent_returns else "-")
+
+        if args.save_model and (iteration % max(1, args.num_iterations // 10) == 0 or iteration == args.num_iterations):
+            save_checkpoint(checkpoint_path, agent, args)
+
+    progress.close()
+    envs.close()
+    writer.close()
+    recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+    print(f"done: {global_step} steps at {int(global_step / (time.time() - start_time))} steps/s; "
+          f"mean return of the last {len(recent_returns)} episodes {recent}; logs in runs/{run_name}")
+    if args.save_model:
+        print(f"model saved to {checkpoint_path}")
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    if args.eval_checkpoint is not None:
+        check_args(args)
+        evaluate(args)
+    else:
+        main(args)
