@@ -382,7 +382,7 @@ def test_evaluate_rejects_missing_foreign_and_mismatched_checkpoints(tmp_path):
         bpo_atari.evaluate(bpo_atari.Args(eval_checkpoint=str(tmp_path / "pong.cleanrl_model")))
 
 
-def test_cli_from_another_directory_trains_or_fails_in_one_line(tmp_path):
+def test_smoke_cli_from_another_directory_trains_or_fails_in_one_line(tmp_path):
     """Smoke test of the command line: runs from any directory; bad input is one line, exit 1, no traceback."""
     ok = subprocess.run([sys.executable, str(ROOT / "bpo_atari.py"), "--env-id", "ALE/Breakout-v5", "--num-envs", "2",
                          "--num-steps", "64", "--total-timesteps", "128", "--num-minibatches", "2", "--update-epochs", "1"],

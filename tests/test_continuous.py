@@ -268,7 +268,7 @@ def test_evaluate_rejects_missing_foreign_and_mismatched_checkpoints(tmp_path):
 
 
 @pytest.mark.parametrize("script", ["ppo_continuous.py", "bpo_continuous.py"])
-def test_cli_from_another_directory_trains_or_fails_in_one_line(script, tmp_path):
+def test_smoke_cli_from_another_directory_trains_or_fails_in_one_line(script, tmp_path):
     """Smoke test of the command line: runs from any directory; bad input is one line, exit 1, no traceback."""
     ok = subprocess.run([sys.executable, str(ROOT / script), "--total-timesteps", "256", "--num-steps", "128",
                          "--num-minibatches", "2", "--update-epochs", "1"], cwd=tmp_path, capture_output=True, text=True)
