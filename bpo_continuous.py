@@ -81,7 +81,7 @@ class Args:
     """toggles dividing the advantage weight |A| by its std (a scale only: the threshold stays put)"""
     clip_coef: float = 0.2
     """the ratio bound ε: π* keeps π/π0 within [1−ε, 1+ε]"""
-    temperature: float = 0.0
+    temperature: float = 0.01
     """λ of the smoothed target ratio 1 + ε·tanh(Ã/2λ) and of the median loss; 0 gives the sign target"""
     median_coef: float = 0.5
     """coefficient of the median-head loss"""
