@@ -279,35 +279,30 @@ def test_cem_limit_is_pi0_conditioned_on_the_top_alpha_actions():
         np.testing.assert_allclose(pi_star, expected, atol=1e-12)
 
 
+def minimise_median_loss(returns: torch.Tensor, start: float, temperature: float) -> float:
+    """argmin_u of the mean median loss over a scalar u, by L-BFGS."""
+    u = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([u], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = brrl.median_loss(returns, u, temperature).mean()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return u.item()
+
+
 def test_median_loss_minimiser_is_near_the_median_not_the_mean():
     rng = np.random.default_rng(9)
     returns = t64(rng.lognormal(mean=3.0, sigma=1.2, size=4001))
     median, mean = returns.median().item(), returns.mean().item()
     assert mean - median > 10  # skewed sample with a large spread
-    u = torch.tensor(mean, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([u], max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = brrl.median_loss(returns, u, temperature=1.0).mean()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    assert abs(u.item() - median) < 0.05 * (mean - median)
+    assert abs(minimise_median_loss(returns, mean, temperature=1.0) - median) < 0.05 * (mean - median)
     # λ = 0 is half the absolute error; large λ tends to a quadratic whose minimiser is the mean.
     torch.testing.assert_close(brrl.median_loss(t64([3.0, -1.0]), t64([1.0, 1.0]), 0.0), t64([1.0, 1.0]))
-    u_big = torch.tensor(median, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([u_big], max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure_big():
-        opt.zero_grad()
-        loss = brrl.median_loss(returns, u_big, temperature=1e4).mean()
-        loss.backward()
-        return loss
-
-    opt.step(closure_big)
-    assert abs(u_big.item() - mean) < 0.05 * (mean - median)
+    assert abs(minimise_median_loss(returns, median, temperature=1e4) - mean) < 0.05 * (mean - median)
 
 
 # ---------------------------------------------------------------- GBPO
