@@ -4,7 +4,7 @@
 
 Score of a run: the mean episodic return of the episodes that ended in the last 10% of training.
 The table gives mean ± std of that score over seeds, and training steps/s next to the raw env stepping
-rate measured just before each run (see benchmarks/run.py), so speed compares across machines.
+rate measured just before and after each run (see benchmarks/run.py), so speed compares across machines.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def main(study: tyro.conf.Positional[str]) -> None:
              f"Made by `python benchmarks/run.py {study}` then `python benchmarks/report.py {study}`.",
              "Score: mean episodic return over the episodes that ended in the last 10% of training; mean ± std over seeds.",
              "SPS: training steps per second at the end of the run; raw: `gym.make(env_id)` stepped with random actions "
-             "on the same machine just before the run (the yardstick that makes SPS comparable across machines).", "",
+             "on the same machine just before and after the run, the higher reading (the yardstick that makes SPS comparable across machines).", "",
              "| env | config | steps | seeds | score | SPS | raw env steps/s | SPS / raw |", "|---|---|---|---|---|---|---|---|"]
     for env_id, configs in by_env.items():
         for name, group in configs.items():

@@ -27,6 +27,7 @@ def test_runner_runs_each_job_once_and_restarts_cut_off_ones(tiny_study, capsys)
     for job in tiny_study:
         record = json.loads((job.folder("tiny") / "done.json").read_text())
         assert record["job"]["env_id"] == TOY and record["raw_env_steps_per_s"] > 0
+        assert len(record["raw_env_readings"]) == 2 and record["raw_env_steps_per_s"] == max(record["raw_env_readings"])
         assert record["command"].endswith(f"{job.script}.py --env-id {TOY} --seed 1 --total-timesteps 256 --no-progress "
                                           "--num-steps 64 --num-minibatches 2 --update-epochs 1")
     assert run.pending_jobs(cli) == []
