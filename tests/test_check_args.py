@@ -1,0 +1,38 @@
+"""Bad hyperparameters in the four training scripts: one `error: ...` line each, before anything starts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import bpo_atari
+import bpo_continuous
+import ppo_atari
+import ppo_continuous
+
+SCRIPTS = [ppo_continuous, bpo_continuous, ppo_atari, bpo_atari]
+COMMON_CASES = [
+    (dict(clip_coef=1.5), "--clip-coef must lie in (0, 1), got 1.5"),
+    (dict(clip_coef=0.0), "--clip-coef must lie in (0, 1), got 0.0"),
+    (dict(num_minibatches=3), "does not divide into --num-minibatches 3"),
+    (dict(total_timesteps=100), "--total-timesteps 100 is smaller than one batch ({batch} steps)"),
+    (dict(learning_rate=-1.0), "--learning-rate must be positive"),
+    (dict(gamma=1.5), "--gamma must lie in (0, 1]"),
+]
+CASES = (
+    [(script, overrides, message) for script in SCRIPTS for overrides, message in COMMON_CASES]
+    + [(script, dict(repeat_action_probability=1.5), "--repeat-action-probability must lie in [0, 1], got 1.5")
+       for script in (ppo_atari, bpo_atari)]
+    + [(script, overrides, message) for script in (bpo_continuous, bpo_atari) for overrides, message in
+       [(dict(temperature=-0.1), "--temperature must be >= 0, got -0.1"),
+        (dict(median_coef=-1.0), "--median-coef must be >= 0, got -1.0")]]
+)
+
+
+@pytest.mark.parametrize("script, overrides, message", CASES, ids=lambda x: getattr(x, "__name__", None))
+def test_check_args_rejects_bad_hyperparameters(script, overrides, message):
+    args = script.Args()
+    with pytest.raises(SystemExit) as exc:
+        script.check_args(dataclasses.replace(args, **overrides))
+    assert str(exc.value).startswith("error: ") and message.format(batch=args.num_envs * args.num_steps) in str(exc.value)
