@@ -4,7 +4,8 @@
     python benchmarks/run.py mujoco --list            # show its jobs and which are done
     python benchmarks/run.py mujoco --executor slurm --slurm-partition cpu   # the same grid on a Slurm cluster
 
-Each job runs `python <script>.py --env-id E --seed S --total-timesteps N <args>` in its own folder,
+Each job runs `python <script>.py --env-id E --seed S --total-timesteps N <args>` (gbpo_llm.py: `--seed S <args>`,
+its env_id only names the task's folder) in its own folder,
 benchmarks/results/<study>/<label>/<env_id>/seed<S>/, so the TensorBoard files land in its runs/. A job is done
 when its done.json exists (command, commit, machine, wall time, the raw env stepping rate, the higher of
 two readings taken just before and just after it); a folder without one is a job that was cut off and is started again from scratch.
@@ -34,8 +35,10 @@ class Job:
     script: str
     """training script at the repository root, without .py"""
     env_id: str
+    """gymnasium env id; for a script without --env-id (total_timesteps None), just the task's folder name"""
     seed: int
-    total_timesteps: int
+    total_timesteps: int | None
+    """--total-timesteps; None: the script takes neither --env-id nor --total-timesteps (gbpo_llm.py)"""
     extra_args: tuple[str, ...] = ()
     """further command-line arguments of the script"""
     label: str = ""
@@ -48,9 +51,15 @@ class Job:
     def folder(self, study: str) -> Path:
         return RESULTS / study / self.name / self.env_id.replace("/", "_") / f"seed{self.seed}"
 
+    @property
+    def is_env_job(self) -> bool:
+        return self.total_timesteps is not None
+
     def command(self) -> list[str]:
-        return [sys.executable, str(ROOT / f"{self.script}.py"), "--env-id", self.env_id, "--seed", str(self.seed),
-                "--total-timesteps", str(self.total_timesteps), "--no-progress", *self.extra_args]
+        seed = ["--seed", str(self.seed)]
+        if self.is_env_job:
+            seed = ["--env-id", self.env_id, *seed, "--total-timesteps", str(self.total_timesteps)]
+        return [sys.executable, str(ROOT / f"{self.script}.py"), *seed, "--no-progress", *self.extra_args]
 
 
 def grid(scripts, env_ids, seeds, total_timesteps, extra_args=(), labels=None) -> list[Job]:
@@ -71,6 +80,12 @@ STUDIES: dict[str, list[Job]] = {
         + [job for lam in ("0", "0.1", "0.03", "0.01") for job in
            grid(["bpo_continuous"], ["Hopper-v4"], [1, 2], 300_000, ["--temperature", lam], {"bpo_continuous": f"bpo_lambda{lam}"})]
     ),
+    # GBPO against GRPO (issue 5): the paper's three (ε, update epochs) settings, majority-vote reward, 3 seeds.
+    "gbpo_llm": [
+        Job("gbpo_llm", "addition", seed, None, ("--reward", "majority", "--clip-low", eps, "--clip-high", eps,
+                                                  "--update-epochs", epochs, "--loss", loss), f"{loss}_eps{eps}_ep{epochs}")
+        for seed in (1, 2, 3) for eps, epochs in (("0.2", "1"), ("0.2", "10"), ("0.3", "10")) for loss in ("grpo", "gbpo")
+    ],
 }
 
 
@@ -105,7 +120,7 @@ def run_job(job: Job, folder: Path) -> dict:
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    rate_before = raw_env_rate(job.env_id)
+    rate_before = raw_env_rate(job.env_id) if job.is_env_job else None
     start = time.time()
     with open(folder / "log.txt", "w") as log:
         proc = subprocess.run(job.command(), cwd=folder, stdout=log, stderr=subprocess.STDOUT,
@@ -113,10 +128,11 @@ def run_job(job: Job, folder: Path) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{job.name} {job.env_id} seed {job.seed} failed (exit {proc.returncode}); see {folder / 'log.txt'}")
     wall_s = round(time.time() - start, 1)
-    rates = (rate_before, raw_env_rate(job.env_id))  # other load only lowers a reading: keep the higher one
     record = {"job": asdict(job), "command": " ".join(job.command()[1:]), "commit": commit(), "machine": machine(),
-              "wall_s": wall_s, "raw_env_steps_per_s": round(max(rates), 1), "raw_env_readings": [round(r, 1) for r in rates],
-              "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+              "wall_s": wall_s, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if job.is_env_job:
+        rates = (rate_before, raw_env_rate(job.env_id))  # other load only lowers a reading: keep the higher one
+        record |= {"raw_env_steps_per_s": round(max(rates), 1), "raw_env_readings": [round(r, 1) for r in rates]}
     (folder / "done.json").write_text(json.dumps(record, indent=1))
     return record
 

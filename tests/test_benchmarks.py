@@ -62,3 +62,12 @@ def test_report_writes_table_with_scores_and_curves(tiny_study):
 def test_final_score_uses_the_last_tenth_of_training():
     returns = np.array([[100, 1.0], [850, 2.0], [900, 10.0], [1000, 20.0]])
     assert report.final_score(returns, 1000) == 15.0
+
+
+def test_llm_jobs_pass_neither_env_id_nor_timesteps():
+    job = next(j for j in run.STUDIES["gbpo_llm"] if j.name == "gbpo_eps0.3_ep10" and j.seed == 2)
+    command = job.command()
+    assert command[1].endswith("gbpo_llm.py") and "--env-id" not in command and "--total-timesteps" not in command
+    assert command[2:] == ["--seed", "2", "--no-progress", "--reward", "majority", "--clip-low", "0.3", "--clip-high", "0.3",
+                           "--update-epochs", "10", "--loss", "gbpo"]
+    assert job.folder("gbpo_llm") == run.RESULTS / "gbpo_llm" / "gbpo_eps0.3_ep10" / "addition" / "seed2"
