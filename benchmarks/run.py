@@ -8,7 +8,9 @@ Each job runs `python <script>.py --env-id E --seed S --total-timesteps N <args>
 its env_id only names the task's folder) in its own folder,
 benchmarks/results/<study>/<label>/<env_id>/seed<S>/, so the TensorBoard files land in its runs/. A job is done
 when its done.json exists (command, commit, machine, wall time, the raw env stepping rate, the higher of
-two readings taken just before and just after it); a folder without one is a job that was cut off and is started again from scratch.
+two readings taken just before and just after it); a folder without one is a job that was cut off: it continues from its
+last checkpoint when the job is resumable (the Atari scripts with --save-model save one every 10% of training), and is
+started again from scratch otherwise.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class Job:
     """further command-line arguments of the script"""
     label: str = ""
     """the name of this configuration in tables and plots (default: the script name)"""
+    resumable: bool = False
+    """the script saves its training state (--save-model) and takes --resume: a cut-off job continues from its checkpoint"""
 
     @property
     def name(self) -> str:
@@ -62,10 +66,11 @@ class Job:
         return [sys.executable, str(ROOT / f"{self.script}.py"), *seed, "--no-progress", *self.extra_args]
 
 
-def grid(scripts, env_ids, seeds, total_timesteps, extra_args=(), labels=None) -> list[Job]:
+def grid(scripts, env_ids, seeds, total_timesteps, extra_args=(), labels=None, resumable=False) -> list[Job]:
     """Jobs ordered env, then seed, then script: the first jobs to finish already compare the scripts."""
     labels = labels or {}
-    return [Job(s, e, seed, total_timesteps, tuple(extra_args), labels.get(s, "")) for e in env_ids for seed in seeds for s in scripts]
+    return [Job(s, e, seed, total_timesteps, tuple(extra_args), labels.get(s, ""), resumable)
+            for e in env_ids for seed in seeds for s in scripts]
 
 
 # The studies whose results are committed. Add new ones; never change one that has results.
@@ -80,6 +85,10 @@ STUDIES: dict[str, list[Job]] = {
         + [job for lam in ("0", "0.1", "0.03", "0.01") for job in
            grid(["bpo_continuous"], ["Hopper-v4"], [1, 2], 300_000, ["--temperature", lam], {"bpo_continuous": f"bpo_lambda{lam}"})]
     ),
+    # Atari at a reduced budget (issue 4): both scripts at their defaults, 1M agent steps, 2 seeds; about 3 h a job
+    # on a 2-core CPU, longer than a session, hence checkpoints every 10% and --resume.
+    "atari_1m": grid(["ppo_atari", "bpo_atari"], ["BreakoutNoFrameskip-v4", "AsterixNoFrameskip-v4"], [1, 2], 1_000_000,
+                     ["--save-model"], resumable=True),
     # GBPO against GRPO (issue 5): the paper's three (ε, update epochs) settings, majority-vote reward, 3 seeds.
     "gbpo_llm": [
         Job("gbpo_llm", "addition", seed, None, ("--reward", "majority", "--clip-low", eps, "--clip-high", eps,
@@ -116,20 +125,30 @@ def commit() -> str:
 
 
 def run_job(job: Job, folder: Path) -> dict:
-    """Run one job to completion in `folder` (cleared first) and write its done.json; returns that record."""
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    """Run one job to completion in `folder` and write its done.json; returns that record.
+
+    A resumable job that was cut off after a checkpoint continues from it; any other job starts again in a cleared folder.
+    """
+    checkpoints = sorted(folder.glob("runs/*/*.cleanrl_model")) if job.resumable else []
+    if checkpoints:
+        command = [sys.executable, str(ROOT / f"{job.script}.py"), "--resume", str(checkpoints[0]), "--no-progress"]
+    else:
+        command = job.command()
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
     rate_before = raw_env_rate(job.env_id) if job.is_env_job else None
     start = time.time()
-    with open(folder / "log.txt", "w") as log:
-        proc = subprocess.run(job.command(), cwd=folder, stdout=log, stderr=subprocess.STDOUT,
+    with open(folder / "log.txt", "a" if checkpoints else "w") as log:
+        proc = subprocess.run(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT,
                               env={**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"})
     if proc.returncode != 0:
         raise RuntimeError(f"{job.name} {job.env_id} seed {job.seed} failed (exit {proc.returncode}); see {folder / 'log.txt'}")
     wall_s = round(time.time() - start, 1)
     record = {"job": asdict(job), "command": " ".join(job.command()[1:]), "commit": commit(), "machine": machine(),
               "wall_s": wall_s, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if job.resumable:  # wall_s is then the last segment's
+        record["segments"] = 1 + sum(line.startswith("resuming ") for line in (folder / "log.txt").read_text().splitlines())
     if job.is_env_job:
         rates = (rate_before, raw_env_rate(job.env_id))  # other load only lowers a reading: keep the higher one
         record |= {"raw_env_steps_per_s": round(max(rates), 1), "raw_env_readings": [round(r, 1) for r in rates]}

@@ -322,6 +322,48 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(script
     assert all(torch.isfinite(p).all() for p in model.values())
 
 
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda m: m.__name__)
+def test_resume_continues_a_cut_off_run_with_its_optimizer_and_without_duplicate_logs(script, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    save = script.save_checkpoint
+
+    def cut_before_third_save(path, agent, args, optimizer, iteration, global_step):  # killed after logging iteration 3
+        if iteration == 3:
+            raise KeyboardInterrupt
+        save(path, agent, args, optimizer, iteration, global_step)
+
+    monkeypatch.setattr(script, "save_checkpoint", cut_before_third_save)
+    with pytest.raises(KeyboardInterrupt):
+        script.main(script.Args(seed=2, save_model=True, **TINY))  # 4 iterations of 128 steps, a checkpoint after each
+    (checkpoint_path,) = (tmp_path / "runs").glob(f"*/{script.__name__}.cleanrl_model")
+    assert torch.load(checkpoint_path, weights_only=False)["global_step"] == 256
+    assert [s for s, _ in read_scalars(checkpoint_path.parent)["losses/value_loss"]] == [128, 256, 384]
+
+    monkeypatch.setattr(script, "save_checkpoint", save)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the run's own folder is used, wherever the command runs
+    script.main(script.Args(resume=str(checkpoint_path), total_timesteps=10**6, cuda=False, progress=False))
+    checkpoint = torch.load(checkpoint_path, weights_only=False)
+    assert checkpoint["global_step"] == 512 and checkpoint["iteration"] == 4  # the saved budget, not the new flag's
+    assert all(state["step"] == 8 for state in checkpoint["optimizer"]["state"].values())  # 4 iterations × 2 minibatches
+    scalars = read_scalars(checkpoint_path.parent)
+    assert [s for s, _ in scalars["losses/value_loss"]] == [128, 256, 384, 512]  # the cut run's 384 is purged
+    assert not (tmp_path / "elsewhere" / "runs").exists()
+
+
+def test_resume_rejects_weights_only_checkpoints_and_eval_at_the_same_time(tmp_path):
+    envs = ppo_atari.make_envs("BreakoutNoFrameskip-v4", 1)
+    torch.save({"script": "ppo_atari", "args": vars(ppo_atari.Args()), "model": ppo_atari.Agent(envs).state_dict()},
+               tmp_path / "old.cleanrl_model")
+    envs.close()
+    with pytest.raises(SystemExit, match=r"^error: .*old.cleanrl_model holds weights only .*; it cannot be resumed$"):
+        ppo_atari.main(ppo_atari.Args(resume=str(tmp_path / "old.cleanrl_model")))
+    with pytest.raises(SystemExit, match=r"^error: checkpoint not found: .*nope.cleanrl_model$"):
+        ppo_atari.main(ppo_atari.Args(resume=str(tmp_path / "nope.cleanrl_model")))
+    with pytest.raises(SystemExit, match=r"^error: --eval-checkpoint and --resume exclude each other$"):
+        ppo_atari.check_args(ppo_atari.Args(resume="a", eval_checkpoint="b"))
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -344,9 +386,10 @@ def test_evaluate_rejects_missing_foreign_and_mismatched_checkpoints(tmp_path):
     with pytest.raises(SystemExit, match=r"^error: .*junk.cleanrl_model is not a checkpoint of this library"):
         ppo_atari.evaluate(ppo_atari.Args(eval_checkpoint=str(tmp_path / "junk.cleanrl_model")))
     envs = bpo_atari.make_envs("BreakoutNoFrameskip-v4", 1)
-    bpo_atari.save_checkpoint(tmp_path / "bpo.cleanrl_model", bpo_atari.Agent(envs), bpo_atari.Args())
+    agent = bpo_atari.Agent(envs)
+    bpo_atari.save_checkpoint(tmp_path / "bpo.cleanrl_model", agent, bpo_atari.Args(), torch.optim.Adam(agent.parameters()), 1, 1024)
     envs.close()
-    with pytest.raises(SystemExit, match=r"^error: .*bpo.cleanrl_model was saved by bpo_atari.py; evaluate it with that script"):
+    with pytest.raises(SystemExit, match=r"^error: .*bpo.cleanrl_model was saved by bpo_atari.py; use it with that script"):
         ppo_atari.evaluate(ppo_atari.Args(eval_checkpoint=str(tmp_path / "bpo.cleanrl_model")))
     checkpoint = torch.load(tmp_path / "bpo.cleanrl_model", weights_only=False)
     checkpoint["args"]["env_id"] = "PongNoFrameskip-v4"  # 6 actions: the saved 4-action head does not fit

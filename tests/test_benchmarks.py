@@ -6,8 +6,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from benchmarks import report, run
+from benchmarks.tb import read_scalars
 
 TOY = "tests.toy_envs:StepCounter-v0"  # episodes of 3 and 5 steps, reward 1 per step: returns 3 and 5
 
@@ -40,6 +42,26 @@ def test_runner_runs_each_job_once_and_restarts_cut_off_ones(tiny_study, capsys)
     run.main(cli)
     assert "tiny: 1 of 2 jobs to run" in capsys.readouterr().out
     assert not (cut.folder("tiny") / "stale.txt").exists() and (cut.folder("tiny") / "done.json").exists()
+
+
+def test_runner_resumes_a_cut_off_resumable_job_from_its_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
+    args = ("--num-envs", "2", "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "1", "--save-model", "--no-cuda")
+    (job,) = run.grid(["ppo_atari"], ["BreakoutNoFrameskip-v4"], [1], 512, args, resumable=True)
+    monkeypatch.setitem(run.STUDIES, "tiny_atari", [job])
+    run.main(run.Cli(study="tiny_atari", workers=1))
+    # Make the finished job look cut off after its second checkpoint (step 256).
+    folder = job.folder("tiny_atari")
+    (folder / "done.json").unlink()
+    (checkpoint_path,) = folder.glob("runs/*/ppo_atari.cleanrl_model")
+    checkpoint = torch.load(checkpoint_path, weights_only=False)
+    torch.save(checkpoint | {"iteration": 2, "global_step": 256}, checkpoint_path)
+    run.main(run.Cli(study="tiny_atari", workers=1))
+    record = json.loads((folder / "done.json").read_text())
+    assert record["segments"] == 2 and "--resume" not in record["command"]
+    log = (folder / "log.txt").read_text()
+    assert log.count("done: 512 steps") == 2 and f"resuming {checkpoint_path.parent} at step 256" in log
+    assert [step for step, _ in read_scalars(checkpoint_path.parent)["losses/value_loss"]] == [128, 256, 384, 512]
 
 
 def test_runner_through_submitit_local_executor(tiny_study):
