@@ -5,6 +5,8 @@
 Score of a run: the mean episodic return of the episodes that ended in the last 10% of training.
 The table gives mean ± std of that score over seeds, and training steps/s next to the raw env stepping
 rate measured just before and after each run (see benchmarks/run.py), so speed compares across machines.
+A study of gbpo_llm.py runs (no env steps) gets a table of held-out accuracy instead: final and peak
+eval/accuracy, mean ± std over seeds, and its curves by RL iteration.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from benchmarks.tb import read_scalars  # noqa: E402
 
 
 def load_runs(study: str) -> list[dict]:
-    """Every finished job of the study: its done.json record plus its episodic returns and final SPS."""
+    """Every finished job of the study: its done.json record plus its episodic returns and final SPS
+    (or, for a job without env steps, its held-out accuracy curve)."""
     runs = []
     for job in run.STUDIES[study]:
         folder = job.folder(study)
@@ -32,6 +35,10 @@ def load_runs(study: str) -> list[dict]:
         record = json.loads((folder / "done.json").read_text())
         (run_dir,) = (folder / "runs").iterdir()
         scalars = read_scalars(run_dir)
+        if not job.is_env_job:
+            runs.append(record | {"name": job.name, "env_id": job.env_id, "seed": job.seed,
+                                  "accuracy": np.array(scalars["eval/accuracy"], dtype=float)})
+            continue
         returns = np.array(scalars.get("charts/episodic_return", []), dtype=float).reshape(-1, 2)
         runs.append(record | {"name": job.name, "env_id": job.env_id, "seed": job.seed, "total": job.total_timesteps,
                               "returns": returns, "sps": scalars["charts/SPS"][-1][1]})
@@ -51,6 +58,46 @@ def smoothed_curve(returns: np.ndarray, grid: np.ndarray, window: float) -> np.n
                      else np.nan for g in grid])
 
 
+def accuracy_report(study: str, runs: list[dict], plt) -> list[str]:
+    """Table and curves of held-out accuracy (gbpo_llm.py runs): final and peak eval/accuracy, mean ± std over seeds."""
+    out = run.RESULTS / study
+    configs: dict[str, list[dict]] = defaultdict(list)
+    for record in runs:
+        configs[record["name"]].append(record)
+    start = np.mean([r["accuracy"][0, 1] for r in runs])
+    lines = [f"# Benchmark study `{study}`", "",
+             f"Made by `python benchmarks/run.py {study}` then `python benchmarks/report.py {study}`.",
+             f"Held-out accuracy (eval/accuracy, mean@k) at the last evaluation (final) and the best one (peak), "
+             f"mean ± std over seeds; every run starts from the same warm-up policy (accuracy {start:.3f}).", "",
+             "| config | seeds | final accuracy | peak accuracy | final − peak |", "|---|---|---|---|---|"]
+    for name, group in configs.items():
+        final = np.array([r["accuracy"][-1, 1] for r in group])
+        peak = np.array([r["accuracy"][:, 1].max() for r in group])
+        lines.append(f"| {name} | {len(group)} | {final.mean():.3f} ± {final.std():.3f} | {peak.mean():.3f} ± {peak.std():.3f} "
+                     f"| {(final - peak).mean():+.3f} |")
+    commits = sorted({r["commit"] for r in runs})
+    lines += ["", f"Commits: {', '.join(commits)}. Machine: {runs[0]['machine']}.", ""]
+
+    # one panel per setting, one line per loss: a label "gbpo_eps0.2_ep10" is loss "gbpo" in panel "eps0.2_ep10"
+    panels = list(dict.fromkeys(name.partition("_")[2] for name in configs))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.5), sharey=True, squeeze=False)
+    for name, group in configs.items():
+        loss, _, panel = name.partition("_")
+        ax = axes[0, panels.index(panel)]
+        steps = group[0]["accuracy"][:, 0]
+        curves = np.array([r["accuracy"][:, 1] for r in group])
+        mean, std = curves.mean(0), curves.std(0)
+        ax.plot(steps, mean, label=f"{loss} ({len(group)} seeds)")
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        ax.set(title=panel or study, xlabel="RL iteration")
+        ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel("held-out accuracy")
+    fig.tight_layout()
+    fig.savefig(out / "curves_accuracy.png", dpi=100)
+    plt.close(fig)
+    return lines + ["![accuracy](curves_accuracy.png)", ""]
+
+
 def main(study: tyro.conf.Positional[str]) -> None:
     """Write the study's table and curves into benchmarks/results/<study>/."""
     import matplotlib
@@ -64,6 +111,10 @@ def main(study: tyro.conf.Positional[str]) -> None:
     if not runs:
         sys.exit(f"error: no finished runs in {run.RESULTS / study}; run `python benchmarks/run.py {study}` first")
     out = run.RESULTS / study
+    if "accuracy" in runs[0]:
+        (out / "README.md").write_text("\n".join(accuracy_report(study, runs, plt)))
+        print(f"wrote {out / 'README.md'}")
+        return
     by_env: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for record in runs:
         by_env[record["env_id"]][record["name"]].append(record)

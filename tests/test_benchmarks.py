@@ -93,3 +93,24 @@ def test_llm_jobs_pass_neither_env_id_nor_timesteps():
     assert command[2:] == ["--seed", "2", "--no-progress", "--reward", "majority", "--clip-low", "0.3", "--clip-high", "0.3",
                            "--update-epochs", "10", "--loss", "gbpo"]
     assert job.folder("gbpo_llm") == run.RESULTS / "gbpo_llm" / "gbpo_eps0.3_ep10" / "addition" / "seed2"
+
+
+def test_accuracy_report_gives_final_and_peak_accuracy_over_seeds(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
+    (tmp_path / "llm").mkdir()
+    curve = lambda *values: np.array([(20 * i, v) for i, v in enumerate(values)])  # noqa: E731
+    base = {"commit": "abc", "machine": "here"}
+    runs = [base | {"name": "grpo_eps0.2_ep10", "accuracy": curve(0.5, 0.9, 0.7)},
+            base | {"name": "grpo_eps0.2_ep10", "accuracy": curve(0.5, 0.8, 0.8)},
+            base | {"name": "gbpo_eps0.2_ep10", "accuracy": curve(0.5, 0.6, 0.9)}]
+    lines = report.accuracy_report("llm", runs, plt)
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in lines if line.startswith("| g")}
+    assert rows["grpo_eps0.2_ep10"] == ["2", "0.750 ± 0.050", "0.850 ± 0.050", "-0.100 |"]
+    assert rows["gbpo_eps0.2_ep10"] == ["1", "0.900 ± 0.000", "0.900 ± 0.000", "+0.000 |"]
+    assert "same warm-up policy (accuracy 0.500)" in "\n".join(lines)
+    assert (tmp_path / "llm" / "curves_accuracy.png").stat().st_size > 1000
