@@ -6,6 +6,7 @@ policy loss |A|·|ρ − ρ*| that pulls the ratio toward the exact bounded-rati
 
     python bpo_continuous.py --env-id Hopper-v4                 # train; logs in runs/{run_name}/
     python bpo_continuous.py --eval-checkpoint runs/X/bpo_continuous.cleanrl_model   # evaluate a saved run
+    python bpo_continuous.py --resume runs/X/bpo_continuous.cleanrl_model          # continue a cut-off --save-model run
 """
 
 import math
@@ -46,7 +47,7 @@ class Args:
     wandb_entity: str | None = None
     """the entity (team) of the Weights and Biases project"""
     save_model: bool = False
-    """if toggled, save the weights and the observation-normalisation statistics to runs/{run_name}/"""
+    """if toggled, save the weights, the normalisation statistics and the training state to runs/{run_name}/ every 10% of training"""
     progress: bool = True
     """show a progress bar on the terminal"""
     eval_checkpoint: str | None = None
@@ -55,6 +56,8 @@ class Args:
     """episodes to run with --eval-checkpoint"""
     eval_deterministic: bool = True
     """evaluate with the mean action (--no-eval-deterministic samples from the policy)"""
+    resume: str | None = None
+    """continue the run saved in this checkpoint (--save-model), with its own arguments, logging into its own runs/ folder"""
 
     # Algorithm specific arguments
     env_id: str = "Hopper-v4"
@@ -128,6 +131,7 @@ def check_args(args: Args) -> None:
         (not 0.0 <= args.gae_lambda <= 1.0, f"--gae-lambda must lie in [0, 1], got {args.gae_lambda}"),
         (args.update_epochs < 1, f"--update-epochs must be at least 1, got {args.update_epochs}"),
         (args.eval_episodes < 1, f"--eval-episodes must be at least 1, got {args.eval_episodes}"),
+        (args.eval_checkpoint is not None and args.resume is not None, "--eval-checkpoint and --resume exclude each other"),
     ]
     for bad, message in problems:
         if bad:
@@ -279,11 +283,42 @@ def compute_gae(rewards, values, dones, next_value, next_done, gamma, gae_lambda
     return advantages, advantages + values
 
 
-def save_checkpoint(path, agent, envs, args):
-    """Weights, observation-normalisation statistics (of env 0) and the arguments, in one file."""
-    obs_rms = envs.envs[0].get_wrapper_attr("obs_rms")
-    torch.save({"script": Args.exp_name, "args": vars(args), "model": agent.state_dict(),
-                "obs_rms": {"mean": obs_rms.mean, "var": obs_rms.var, "count": obs_rms.count}}, path)
+def rms_state(rms):
+    return {"mean": rms.mean, "var": rms.var, "count": rms.count}
+
+
+def save_checkpoint(path, agent, envs, args, optimizer, iteration, global_step):
+    """Weights, arguments, normalisation statistics (env 0's for evaluation, every env's for --resume) and the
+    training state (optimizer, iteration, random generators), in one file."""
+    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    normalisation = [{k: rms_state(env.get_wrapper_attr(k)) for k in ("obs_rms", "return_rms")} for env in envs.envs]
+    torch.save({"script": Args.exp_name, "args": vars(args), "model": agent.state_dict(), "obs_rms": normalisation[0]["obs_rms"],
+                "normalisation": normalisation, "optimizer": optimizer.state_dict(), "iteration": iteration,
+                "global_step": global_step, "rng": rng}, f"{path}.tmp")
+    os.replace(f"{path}.tmp", path)  # a run cut off while saving keeps the previous checkpoint
+
+
+def load_checkpoint(path):
+    """A checkpoint saved by this script, or a one-line exit naming what is wrong with the file."""
+    path = Path(path)
+    if not path.is_file():
+        sys.exit(f"error: checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        script = checkpoint["script"]
+        checkpoint["args"]
+    except Exception as e:  # not a torch file, or not one of ours
+        sys.exit(f"error: {path} is not a checkpoint of this library ({type(e).__name__}: {e})")
+    if script != Args.exp_name:
+        sys.exit(f"error: {path} was saved by {script}.py; use it with that script, not {Args.exp_name}.py")
+    return checkpoint
+
+
+def load_weights(agent, checkpoint, path):
+    try:
+        agent.load_state_dict(checkpoint["model"])
+    except RuntimeError as e:
+        sys.exit(f"error: {path} does not match {checkpoint['args']['env_id']} and this network: {str(e).splitlines()[0]}")
 
 
 def evaluate(args: Args):
@@ -291,24 +326,14 @@ def evaluate(args: Args):
     from gymnasium.wrappers.utils import RunningMeanStd
 
     torch.set_num_threads(args.torch_threads)
-    path = Path(args.eval_checkpoint)
-    if not path.is_file():
-        sys.exit(f"error: checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        script, saved_args = checkpoint["script"], checkpoint["args"]
-    except Exception as e:  # not a torch file, or not one of ours
-        sys.exit(f"error: {path} is not a checkpoint of this library ({type(e).__name__}: {e})")
-    if script != Args.exp_name:
-        sys.exit(f"error: {path} was saved by {script}.py; evaluate it with that script, not {Args.exp_name}.py")
+    path = args.eval_checkpoint
+    checkpoint = load_checkpoint(path)
+    saved_args = checkpoint["args"]
     obs_rms = RunningMeanStd(shape=checkpoint["obs_rms"]["mean"].shape)
     obs_rms.mean, obs_rms.var, obs_rms.count = (checkpoint["obs_rms"][k] for k in ("mean", "var", "count"))
     envs = make_envs(saved_args["env_id"], 1, saved_args["gamma"], obs_rms=obs_rms)
     agent = Agent(envs)
-    try:
-        agent.load_state_dict(checkpoint["model"])
-    except RuntimeError as e:
-        sys.exit(f"error: {path} does not match {saved_args['env_id']} and this network: {str(e).splitlines()[0]}")
+    load_weights(agent, checkpoint, path)
 
     returns = []
     obs, _ = envs.reset(seed=args.seed)
@@ -326,11 +351,19 @@ def evaluate(args: Args):
 
 
 def main(args: Args):
+    checkpoint = None
+    if args.resume is not None:  # the saved run's own arguments; only how it runs here may change
+        checkpoint = load_checkpoint(args.resume)
+        if "optimizer" not in checkpoint:
+            sys.exit(f"error: {args.resume} holds weights only (saved by an older version); it cannot be resumed")
+        here = {k: getattr(args, k) for k in ("resume", "cuda", "torch_threads", "progress", "track")}
+        args = Args(**{**checkpoint["args"], **here})
     check_args(args)
     args.batch_size = int(args.num_envs * args.num_steps)
     args.minibatch_size = int(args.batch_size // args.num_minibatches)
     args.num_iterations = args.total_timesteps // args.batch_size
     run_name = f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = Path(args.resume).parent if checkpoint else Path("runs") / run_name
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -344,15 +377,30 @@ def main(args: Args):
     envs = make_envs(args.env_id, args.num_envs, args.gamma)
     agent = Agent(envs).to(device)
     optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)  # one kernel per step
+    start_iteration, global_step = 1, 0
+    if checkpoint:
+        load_weights(agent, checkpoint, args.resume)
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        start_iteration, global_step = checkpoint["iteration"] + 1, checkpoint["global_step"]
+        for env, saved in zip(envs.envs, checkpoint["normalisation"]):
+            for key, state in saved.items():
+                rms = env.get_wrapper_attr(key)
+                rms.mean, rms.var, rms.count = state["mean"], state["var"], state["count"]
+        random.setstate(checkpoint["rng"]["python"])
+        np.random.set_state(checkpoint["rng"]["numpy"])
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        print(f"resuming {run_dir} at step {global_step} (the episodes restart; the learning goes on)")
 
     if args.track:
         import wandb
 
         wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
-                   config=vars(args), name=run_name, save_code=True)
-    writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
-    checkpoint_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
+                   config=vars(args), name=run_dir.name, save_code=True)
+    # on resume, purge_step hides what the cut-off run logged after its checkpoint
+    writer = SummaryWriter(str(run_dir), purge_step=global_step + 1 if checkpoint else None)
+    if not checkpoint:
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    checkpoint_path = str(run_dir / f"{args.exp_name}.cleanrl_model")
 
     obs_shape, action_shape = envs.single_observation_space.shape, envs.single_action_space.shape
     storage = {
@@ -361,17 +409,16 @@ def main(args: Args):
         **{k: torch.zeros((args.num_steps, args.num_envs), device=device) for k in ("logprobs", "rewards", "dones", "values")},
     }
 
-    global_step = 0
-    start_time = time.time()
-    next_obs, _ = envs.reset(seed=args.seed)
+    start_step, start_time = global_step, time.time()
+    next_obs, _ = envs.reset(seed=args.seed + start_iteration - 1)  # a resumed run starts new episodes
     envs.action_space.seed(args.seed)
     next_obs = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
     next_done = torch.zeros(args.num_envs, device=device)
     recent_returns = deque(maxlen=10)
-    progress = tqdm(total=args.num_iterations * args.batch_size, unit="step", disable=None if args.progress else True,
-                    dynamic_ncols=True)
+    progress = tqdm(total=args.num_iterations * args.batch_size, initial=global_step, unit="step",
+                    disable=None if args.progress else True, dynamic_ncols=True)
 
-    for iteration in range(1, args.num_iterations + 1):
+    for iteration in range(start_iteration, args.num_iterations + 1):
         if args.anneal_lr:
             frac = 1.0 - (iteration - 1.0) / args.num_iterations
             optimizer.param_groups[0]["lr"] = frac * args.learning_rate
@@ -459,7 +506,7 @@ def main(args: Args):
         var_y = np.var(y_true)
         explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
 
-        sps = int(global_step / (time.time() - start_time))
+        sps = int((global_step - start_step) / (time.time() - start_time))
         writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
         writer.add_scalar("losses/value_loss", v_loss, global_step)
         writer.add_scalar("losses/policy_loss", pg_loss, global_step)
@@ -476,14 +523,14 @@ def main(args: Args):
         progress.set_postfix(SPS=sps, ret=f"{np.mean(recent_returns):.1f}" if recent_returns else "-")
 
         if args.save_model and (iteration % max(1, args.num_iterations // 10) == 0 or iteration == args.num_iterations):
-            save_checkpoint(checkpoint_path, agent, envs, args)
+            save_checkpoint(checkpoint_path, agent, envs, args, optimizer, iteration, global_step)
 
     progress.close()
     envs.close()
     writer.close()
     recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
-    print(f"done: {global_step} steps at {int(global_step / (time.time() - start_time))} steps/s; "
-          f"mean return of the last {len(recent_returns)} episodes {recent}; logs in runs/{run_name}")
+    print(f"done: {global_step} steps at {int((global_step - start_step) / (time.time() - start_time))} steps/s; "
+          f"mean return of the last {len(recent_returns)} episodes {recent}; logs in {run_dir}")
     if args.save_model:
         print(f"model saved to {checkpoint_path}")
 

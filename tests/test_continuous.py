@@ -211,6 +211,46 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(script
     assert all(torch.isfinite(p).all() for p in model.values())
 
 
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda m: m.__name__)
+def test_resume_continues_a_cut_off_run_with_its_optimizer_and_normalisation(script, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    save = script.save_checkpoint
+
+    def cut_before_third_save(path, agent, envs, args, optimizer, iteration, global_step):  # killed after logging iteration 3
+        if iteration == 3:
+            raise KeyboardInterrupt
+        save(path, agent, envs, args, optimizer, iteration, global_step)
+
+    monkeypatch.setattr(script, "save_checkpoint", cut_before_third_save)
+    with pytest.raises(KeyboardInterrupt):  # 4 iterations of 512 steps, a checkpoint after each
+        script.main(script.Args(seed=2, save_model=True, **(TINY | dict(total_timesteps=2048))))
+    (checkpoint_path,) = (tmp_path / "runs").glob(f"*/{script.__name__}.cleanrl_model")
+    assert torch.load(checkpoint_path, weights_only=False)["global_step"] == 1024
+    assert [s for s, _ in read_scalars(checkpoint_path.parent)["losses/value_loss"]] == [512, 1024, 1536]
+
+    monkeypatch.setattr(script, "save_checkpoint", save)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the run's own folder is used, wherever the command runs
+    script.main(script.Args(resume=str(checkpoint_path), total_timesteps=10**6, progress=False))
+    checkpoint = torch.load(checkpoint_path, weights_only=False)
+    assert checkpoint["global_step"] == 2048 and checkpoint["iteration"] == 4  # the saved budget, not the new flag's
+    assert all(state["step"] == 32 for state in checkpoint["optimizer"]["state"].values())  # 4 iterations × 4 × 2 updates
+    # the normalisation went on from the saved statistics: one count per step (and per reset) over all 2048 steps
+    assert checkpoint["normalisation"][0]["obs_rms"]["count"] > 2048 and checkpoint["normalisation"][0]["return_rms"]["count"] > 2048
+    assert [s for s, _ in read_scalars(checkpoint_path.parent)["losses/value_loss"]] == [512, 1024, 1536, 2048]
+    assert not (tmp_path / "elsewhere" / "runs").exists()
+
+
+def test_resume_rejects_weights_only_checkpoints_and_eval_at_the_same_time(tmp_path):
+    envs = ppo_continuous.make_envs("Hopper-v4", 1, 0.99)
+    torch.save({"script": "ppo_continuous", "args": vars(ppo_continuous.Args()), "model": ppo_continuous.Agent(envs).state_dict()},
+               tmp_path / "old.cleanrl_model")
+    with pytest.raises(SystemExit, match=r"^error: .*old.cleanrl_model holds weights only .*; it cannot be resumed$"):
+        ppo_continuous.main(ppo_continuous.Args(resume=str(tmp_path / "old.cleanrl_model")))
+    with pytest.raises(SystemExit, match=r"^error: --eval-checkpoint and --resume exclude each other$"):
+        ppo_continuous.check_args(ppo_continuous.Args(resume="a", eval_checkpoint="b"))
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -231,8 +271,10 @@ def test_evaluate_rejects_missing_foreign_and_mismatched_checkpoints(tmp_path):
     with pytest.raises(SystemExit, match=r"^error: .*junk.cleanrl_model is not a checkpoint of this library"):
         ppo_continuous.evaluate(ppo_continuous.Args(eval_checkpoint=str(tmp_path / "junk.cleanrl_model")))
     envs = bpo_continuous.make_envs("Hopper-v4", 1, 0.99)
-    bpo_continuous.save_checkpoint(tmp_path / "bpo.cleanrl_model", bpo_continuous.Agent(envs), envs, bpo_continuous.Args())
-    with pytest.raises(SystemExit, match=r"^error: .*bpo.cleanrl_model was saved by bpo_continuous.py; evaluate it with that script"):
+    agent = bpo_continuous.Agent(envs)
+    bpo_continuous.save_checkpoint(tmp_path / "bpo.cleanrl_model", agent, envs, bpo_continuous.Args(),
+                                   torch.optim.Adam(agent.parameters()), 1, 2048)
+    with pytest.raises(SystemExit, match=r"^error: .*bpo.cleanrl_model was saved by bpo_continuous.py; use it with that script"):
         ppo_continuous.evaluate(ppo_continuous.Args(eval_checkpoint=str(tmp_path / "bpo.cleanrl_model")))
     checkpoint = torch.load(tmp_path / "bpo.cleanrl_model", weights_only=False)
     checkpoint["args"]["env_id"] = "Walker2d-v4"  # 17-dim observations: the saved 11-input network does not fit
