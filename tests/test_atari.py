@@ -351,19 +351,6 @@ def test_resume_continues_a_cut_off_run_with_its_optimizer_and_without_duplicate
     assert not (tmp_path / "elsewhere" / "runs").exists()
 
 
-def test_resume_rejects_weights_only_checkpoints_and_eval_at_the_same_time(tmp_path):
-    envs = ppo_atari.make_envs("BreakoutNoFrameskip-v4", 1)
-    torch.save({"script": "ppo_atari", "args": vars(ppo_atari.Args()), "model": ppo_atari.Agent(envs).state_dict()},
-               tmp_path / "old.cleanrl_model")
-    envs.close()
-    with pytest.raises(SystemExit, match=r"^error: .*old.cleanrl_model holds weights only .*; it cannot be resumed$"):
-        ppo_atari.main(ppo_atari.Args(resume=str(tmp_path / "old.cleanrl_model")))
-    with pytest.raises(SystemExit, match=r"^error: checkpoint not found: .*nope.cleanrl_model$"):
-        ppo_atari.main(ppo_atari.Args(resume=str(tmp_path / "nope.cleanrl_model")))
-    with pytest.raises(SystemExit, match=r"^error: --eval-checkpoint and --resume exclude each other$"):
-        ppo_atari.check_args(ppo_atari.Args(resume="a", eval_checkpoint="b"))
-
-
 # ---------------------------------------------------------------- bad input
 
 

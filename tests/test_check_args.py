@@ -1,10 +1,11 @@
-"""Bad hyperparameters in the four training scripts: one `error: ...` line each, before anything starts."""
+"""Bad hyperparameters and bad --resume input in the four training scripts: one `error: ...` line each, before anything starts."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
+import torch
 
 import bpo_atari
 import bpo_continuous
@@ -36,3 +37,14 @@ def test_check_args_rejects_bad_hyperparameters(script, overrides, message):
     with pytest.raises(SystemExit) as exc:
         script.check_args(dataclasses.replace(args, **overrides))
     assert str(exc.value).startswith("error: ") and message.format(batch=args.num_envs * args.num_steps) in str(exc.value)
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda m: m.__name__)
+def test_resume_rejects_missing_and_weights_only_checkpoints_and_eval_at_the_same_time(script, tmp_path):
+    with pytest.raises(SystemExit, match=r"^error: checkpoint not found: .*nope.cleanrl_model$"):
+        script.main(script.Args(resume=str(tmp_path / "nope.cleanrl_model")))
+    torch.save({"script": script.__name__, "args": {}, "model": {}}, tmp_path / "old.cleanrl_model")  # no training state
+    with pytest.raises(SystemExit, match=r"^error: .*old.cleanrl_model holds weights only .*; it cannot be resumed$"):
+        script.main(script.Args(resume=str(tmp_path / "old.cleanrl_model")))
+    with pytest.raises(SystemExit, match=r"^error: --eval-checkpoint and --resume exclude each other$"):
+        script.check_args(script.Args(resume="a", eval_checkpoint="b"))

@@ -241,16 +241,6 @@ def test_resume_continues_a_cut_off_run_with_its_optimizer_and_normalisation(scr
     assert not (tmp_path / "elsewhere" / "runs").exists()
 
 
-def test_resume_rejects_weights_only_checkpoints_and_eval_at_the_same_time(tmp_path):
-    envs = ppo_continuous.make_envs("Hopper-v4", 1, 0.99)
-    torch.save({"script": "ppo_continuous", "args": vars(ppo_continuous.Args()), "model": ppo_continuous.Agent(envs).state_dict()},
-               tmp_path / "old.cleanrl_model")
-    with pytest.raises(SystemExit, match=r"^error: .*old.cleanrl_model holds weights only .*; it cannot be resumed$"):
-        ppo_continuous.main(ppo_continuous.Args(resume=str(tmp_path / "old.cleanrl_model")))
-    with pytest.raises(SystemExit, match=r"^error: --eval-checkpoint and --resume exclude each other$"):
-        ppo_continuous.check_args(ppo_continuous.Args(resume="a", eval_checkpoint="b"))
-
-
 # ---------------------------------------------------------------- bad input
 
 
