@@ -140,6 +140,7 @@ def run_job(job: Job, folder: Path) -> dict:
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
     rate_before = raw_env_rate(job.env_id) if job.is_env_job else None
+    code_commit = commit()  # the code the job runs: read now, not when it ends
     start = time.time()
     with open(folder / "log.txt", "a" if checkpoints else "w") as log:
         proc = subprocess.run(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT,
@@ -147,7 +148,7 @@ def run_job(job: Job, folder: Path) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{job.name} {job.env_id} seed {job.seed} failed (exit {proc.returncode}); see {folder / 'log.txt'}")
     wall_s = round(time.time() - start, 1)
-    record = {"job": asdict(job), "command": " ".join(job.command()[1:]), "commit": commit(), "machine": machine(),
+    record = {"job": asdict(job), "command": " ".join(job.command()[1:]), "commit": code_commit, "machine": machine(),
               "wall_s": wall_s, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     if job.resumable:  # wall_s is then the last segment's
         record["segments"] = 1 + sum(line.startswith("resuming ") for line in (folder / "log.txt").read_text().splitlines())
