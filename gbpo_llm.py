@@ -37,13 +37,9 @@ charts/SPS (sampled responses per second of RL, evaluations included). The last 
 held-out accuracy.
 
 The paper's comparison (GRPO and GBPO at (ε, epochs) ∈ {(0.2, 1), (0.2, 10), (0.3, 10)}, majority-vote reward,
-3 seeds), one folder per run so that its runs/ holds one run; the first run builds the shared warm-up cache:
+3 seeds) is the benchmark study `gbpo_llm`; its results are committed in benchmarks/results/gbpo_llm/:
 
-    root=$PWD; for seed in 1 2 3; do for loss in grpo gbpo; do for cfg in 0.2,1 0.2,10 0.3,10; do
-      eps=${cfg%,*} epochs=${cfg#*,} dir=$root/benchmarks/results/gbpo_llm/${loss}_eps${eps}_ep${epochs}/seed$seed
-      mkdir -p $dir && (cd $dir && python $root/gbpo_llm.py --loss $loss --reward majority --clip-low $eps \\
-        --clip-high $eps --update-epochs $epochs --seed $seed --no-progress > log.txt 2>&1)
-    done; done; done
+    python benchmarks/run.py gbpo_llm && python benchmarks/report.py gbpo_llm
 """
 
 import copy
