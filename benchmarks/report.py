@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -140,7 +141,9 @@ def main(study: tyro.conf.Positional[str]) -> None:
         grid = np.linspace(total / 50, total, 50)
         for name, group in configs.items():
             curves = np.array([smoothed_curve(r["returns"], grid, total / 20) for r in group])
-            mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
+            with warnings.catch_warnings():  # grid points before any seed's first episode stay NaN, unplotted
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
             ax.plot(grid, mean, label=f"{name} ({len(group)} seeds)")
             ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
         ax.set(title=f"{env_id} ({study})", xlabel="environment steps", ylabel="episodic return")
