@@ -141,6 +141,7 @@ def run_job(job: Job, folder: Path) -> dict:
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
+    (folder / ".gitignore").write_text("*\n")  # an unfinished job stays out of `git add benchmarks/results`
     rate_before = raw_env_rate(job.env_id) if job.is_env_job else None
     code_commit = commit()  # the code the job runs: read now, not when it ends
     start = time.time()
@@ -158,6 +159,7 @@ def run_job(job: Job, folder: Path) -> dict:
         rates = (rate_before, raw_env_rate(job.env_id))  # other load only lowers a reading: keep the higher one
         record |= {"raw_env_steps_per_s": round(max(rates), 1), "raw_env_readings": [round(r, 1) for r in rates]}
     (folder / "done.json").write_text(json.dumps(record, indent=1))
+    (folder / ".gitignore").unlink()
     return record
 
 

@@ -42,6 +42,7 @@ def test_runner_runs_each_job_once_and_restarts_cut_off_ones(tiny_study, capsys)
     run.main(cli)
     assert "tiny: 1 of 2 jobs to run" in capsys.readouterr().out
     assert not (cut.folder("tiny") / "stale.txt").exists() and (cut.folder("tiny") / "done.json").exists()
+    assert not (cut.folder("tiny") / ".gitignore").exists()  # only unfinished jobs are hidden from git
 
 
 def test_runner_resumes_a_cut_off_resumable_job_from_its_checkpoint(tmp_path, monkeypatch):
