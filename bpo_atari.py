@@ -356,8 +356,7 @@ def load_checkpoint(path):
         sys.exit(f"error: checkpoint not found: {path}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        script = checkpoint["script"]
-        checkpoint["args"]
+        script, _ = checkpoint["script"], checkpoint["args"]
     except Exception as e:  # not a torch file, or not one of ours
         sys.exit(f"error: {path} is not a checkpoint of this library ({type(e).__name__}: {e})")
     if script != Args.exp_name:
