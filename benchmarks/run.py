@@ -93,6 +93,8 @@ STUDIES: dict[str, list[Job]] = {
                      ["--save-model"], resumable=True),
     # Atari speed at equal settings (issue 4): both scripts with 4 update epochs (BPO's default is 5), 16k steps.
     "atari_speed": grid(["ppo_atari", "bpo_atari"], ["BreakoutNoFrameskip-v4"], [1], 16_384, ["--update-epochs", "4"]),
+    # MuJoCo speed at CleanRL's defaults (issue 3): each job alone on an otherwise idle machine, 40,960 steps (20 updates).
+    "mujoco_speed": grid(["ppo_continuous", "bpo_continuous"], ["Hopper-v4"], [1, 2], 40_960),
     # GBPO against GRPO (issue 5): the paper's three (ε, update epochs) settings, majority-vote reward, 3 seeds.
     "gbpo_llm": [
         Job("gbpo_llm", "addition", seed, None, ("--reward", "majority", "--clip-low", eps, "--clip-high", eps,
