@@ -184,11 +184,11 @@ class Cli:
     list: bool = False
     """only list the study's jobs and whether each is done"""
     only: tuple[str, ...] = field(default_factory=tuple)
-    """run only jobs whose label/script is one of these"""
+    """run only jobs whose label/script or env id is one of these (e.g. `--only bpo_continuous` or `--only Humanoid-v4`)"""
 
 
 def pending_jobs(cli: Cli) -> list[Job]:
-    jobs = [j for j in STUDIES[cli.study] if not cli.only or j.name in cli.only]
+    jobs = [j for j in STUDIES[cli.study] if not cli.only or j.name in cli.only or j.env_id in cli.only]
     return [j for j in jobs if not is_done(j, cli.study)]
 
 

@@ -70,6 +70,14 @@ def test_runner_through_submitit_local_executor(tiny_study):
     assert [run.is_done(job, "tiny") for job in tiny_study] == [False, True]
 
 
+def test_only_selects_jobs_by_script_label_or_env_id(tmp_path, monkeypatch):
+    monkeypatch.setattr(run, "RESULTS", tmp_path)  # nothing done yet
+    pending = lambda *only: [(j.name, j.env_id) for j in run.pending_jobs(run.Cli(study="mujoco_1m", only=only))]  # noqa: E731
+    assert pending("Humanoid-v4") == [(s, "Humanoid-v4") for _ in range(3) for s in ("ppo_continuous", "bpo_continuous")]
+    assert pending("bpo_continuous") == [("bpo_continuous", e) for e in ("Hopper-v4", "Ant-v4", "Humanoid-v4") for _ in range(3)]
+    assert pending("no-such-thing") == []
+
+
 def test_report_writes_table_with_scores_and_curves(tiny_study):
     run.main(run.Cli(study="tiny", workers=2))
     report.main("tiny")
