@@ -16,21 +16,10 @@ import bpo_atari
 import ppo_atari
 import ppo_continuous
 from benchmarks.tb import read_scalars
-from common import brrl
+from tests.scripts import BPO_TAGS, CLEANRL_TAGS, ROOT, run_dir
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = [ppo_atari, bpo_atari]
 TINY = dict(num_envs=2, num_steps=64, total_timesteps=512, num_minibatches=2, update_epochs=1, cuda=False, progress=False)
-CLEANRL_TAGS = {
-    "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate", "losses/value_loss",
-    "losses/policy_loss", "losses/entropy", "losses/approx_kl", "losses/clipfrac", "losses/explained_variance",
-}
-BPO_TAGS = {"losses/median_loss", "bpo/target_ratio_mean", "bpo/frac_above_median", "bpo/ratio_target_gap"}
-
-
-def run_dir(cwd: Path) -> Path:
-    (found,) = (cwd / "runs").iterdir()
-    return found
 
 
 # ---------------------------------------------------------------- the Atari pipeline, on real ALE games
@@ -214,22 +203,7 @@ def test_compute_gae_is_the_continuous_scripts(script):
         torch.testing.assert_close(mine, reference, rtol=0, atol=0)
 
 
-# ---------------------------------------------------------------- parity with common/brrl.py and torch.distributions
-
-
-def test_inline_losses_equal_common_brrl():
-    gen = torch.Generator().manual_seed(0)
-    ratio = torch.rand(1000, generator=gen, dtype=torch.float64) * 2
-    adv, median_adv = torch.randn(1000, generator=gen, dtype=torch.float64), torch.randn(1000, generator=gen, dtype=torch.float64)
-    median_adv[:10] = 0.0
-    torch.testing.assert_close(ppo_atari.ppo_loss(ratio, adv, 0.1), brrl.ppo_loss(ratio, adv, 0.1), rtol=0, atol=0)
-    for temperature in (0.0, 1e-3, 0.3, 10.0):
-        torch.testing.assert_close(bpo_atari.bpo_loss(ratio, adv, median_adv, 0.3, temperature),
-                                   brrl.bpo_loss(ratio, adv, median_adv, 0.3, temperature), rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(bpo_atari.bpo_target_ratio(median_adv, 0.3, temperature),
-                                   brrl.smoothed_target_ratio(median_adv, 0.3, temperature), rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(bpo_atari.median_loss(adv, median_adv, temperature),
-                                   brrl.median_loss(adv, median_adv, temperature), rtol=1e-12, atol=1e-12)
+# ---------------------------------------------------------------- parity with torch.distributions
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda m: m.__name__)
