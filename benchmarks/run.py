@@ -148,6 +148,8 @@ def run_job(job: Job, folder: Path) -> dict:
     code_commit = commit()  # the code the job runs: read now, not when it ends
     start = time.time()
     with open(folder / "log.txt", "a" if checkpoints else "w") as log:
+        log.write(f"[runner] {time.strftime('%Y-%m-%d %H:%M:%S')} commit {code_commit}\n")  # one line per segment
+        log.flush()
         proc = subprocess.run(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT,
                               env={**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"})
     if proc.returncode != 0:
@@ -155,8 +157,10 @@ def run_job(job: Job, folder: Path) -> dict:
     wall_s = round(time.time() - start, 1)
     record = {"job": asdict(job), "command": " ".join(job.command()[1:]), "commit": code_commit, "machine": machine(),
               "wall_s": wall_s, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-    if job.resumable:  # wall_s is then the last segment's
-        record["segments"] = 1 + sum(line.startswith("resuming ") for line in (folder / "log.txt").read_text().splitlines())
+    if job.resumable:  # wall_s and commit are then the last segment's; every segment's commit is listed
+        lines = (folder / "log.txt").read_text().splitlines()
+        record["segments"] = 1 + sum(line.startswith("resuming ") for line in lines)
+        record["segment_commits"] = [line.split(" commit ")[1] for line in lines if line.startswith("[runner] ")]
     if job.is_env_job:
         rates = (rate_before, raw_env_rate(job.env_id))  # other load only lowers a reading: keep the higher one
         record |= {"raw_env_steps_per_s": round(max(rates), 1), "raw_env_readings": [round(r, 1) for r in rates]}

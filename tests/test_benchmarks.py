@@ -50,6 +50,7 @@ def test_runner_resumes_a_cut_off_resumable_job_from_its_checkpoint(tmp_path, mo
     args = ("--num-envs", "2", "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "1", "--save-model", "--no-cuda")
     (job,) = run.grid(["ppo_atari"], ["BreakoutNoFrameskip-v4"], [1], 512, args, resumable=True)
     monkeypatch.setitem(run.STUDIES, "tiny_atari", [job])
+    monkeypatch.setattr(run, "commit", lambda: "first")
     run.main(run.Cli(study="tiny_atari", workers=1))
     # Make the finished job look cut off after its second checkpoint (step 256).
     folder = job.folder("tiny_atari")
@@ -57,9 +58,11 @@ def test_runner_resumes_a_cut_off_resumable_job_from_its_checkpoint(tmp_path, mo
     (checkpoint_path,) = folder.glob("runs/*/ppo_atari.cleanrl_model")
     checkpoint = torch.load(checkpoint_path, weights_only=False)
     torch.save(checkpoint | {"iteration": 2, "global_step": 256}, checkpoint_path)
+    monkeypatch.setattr(run, "commit", lambda: "second")  # the code changed between the two segments
     run.main(run.Cli(study="tiny_atari", workers=1))
     record = json.loads((folder / "done.json").read_text())
     assert record["segments"] == 2 and "--resume" not in record["command"]
+    assert record["segment_commits"] == ["first", "second"] and record["commit"] == "second"
     log = (folder / "log.txt").read_text()
     assert log.count("done: 512 steps") == 2 and f"resuming {checkpoint_path.parent} at step 256" in log
     assert [step for step, _ in read_scalars(checkpoint_path.parent)["losses/value_loss"]] == [128, 256, 384, 512]
