@@ -76,7 +76,7 @@ def accuracy_report(study: str, runs: list[dict], plt) -> list[str]:
         peak = np.array([r["accuracy"][:, 1].max() for r in group])
         lines.append(f"| {name} | {len(group)} | {final.mean():.3f} ± {final.std():.3f} | {peak.mean():.3f} ± {peak.std():.3f} "
                      f"| {(final - peak).mean():+.3f} |")
-    commits = sorted({r["commit"] for r in runs})
+    commits = sorted({c for r in runs for c in r.get("segment_commits", [r["commit"]])})  # a resumed job may span several
     lines += ["", f"Commits: {', '.join(commits)}. Machine: {runs[0]['machine']}.", ""]
 
     # one panel per setting, one line per loss: a label "gbpo_eps0.2_ep10" is loss "gbpo" in panel "eps0.2_ep10"
@@ -132,7 +132,7 @@ def main(study: tyro.conf.Positional[str]) -> None:
             sps, raw = np.mean([r["sps"] for r in group]), np.mean([r["raw_env_steps_per_s"] for r in group])
             lines.append(f"| {env_id} | {name} | {group[0]['total']:,} | {len(group)} | {scores.mean():.0f} ± {scores.std():.0f} "
                          f"| {sps:.0f} | {raw:.0f} | {sps / raw:.3f} |")
-    commits = sorted({r["commit"] for r in runs})
+    commits = sorted({c for r in runs for c in r.get("segment_commits", [r["commit"]])})  # a resumed job may span several
     lines += ["", f"Commits: {', '.join(commits)}. Machine: {runs[0]['machine']}.", ""]
 
     for env_id, configs in by_env.items():
