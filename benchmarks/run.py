@@ -2,6 +2,7 @@
 
     python benchmarks/run.py mujoco                   # run (or resume) the study named "mujoco" locally
     python benchmarks/run.py mujoco --list            # show its jobs and which are done
+    git add $(python benchmarks/run.py mujoco --done-paths)   # stage the finished jobs only
     python benchmarks/run.py mujoco --executor slurm --slurm-partition cpu   # the same grid on a Slurm cluster
 
 Each job runs `python <script>.py --env-id E --seed S --total-timesteps N <args>` (gbpo_llm.py: `--seed S <args>`,
@@ -130,6 +131,17 @@ def commit() -> str:
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
+# While a job runs, its folder's own .gitignore un-ignores its checkpoints (the repository's .gitignore keeps them out
+# of results), so a work tree carried over from a cut-off session as untracked files still holds them and can resume.
+# Commit only finished jobs: `git add $(python benchmarks/run.py STUDY --done-paths)`.
+UNFINISHED_MARKER = ".gitignore"
+
+
+def mark_unfinished(folder: Path) -> None:
+    (folder / UNFINISHED_MARKER).write_text("# unfinished job: keep its checkpoint visible to git until done.json exists\n"
+                                            "!*.cleanrl_model\n")
+
+
 def run_job(job: Job, folder: Path) -> dict:
     """Run one job to completion in `folder` and write its done.json; returns that record.
 
@@ -143,7 +155,7 @@ def run_job(job: Job, folder: Path) -> dict:
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-    (folder / ".gitignore").write_text("*\n")  # an unfinished job stays out of `git add benchmarks/results`
+    mark_unfinished(folder)
     rate_before = raw_env_rate(job.env_id) if job.is_env_job else None
     code_commit = commit()  # the code the job runs: read now, not when it ends
     start = time.time()
@@ -165,7 +177,7 @@ def run_job(job: Job, folder: Path) -> dict:
         rates = (rate_before, raw_env_rate(job.env_id))  # other load only lowers a reading: keep the higher one
         record |= {"raw_env_steps_per_s": round(max(rates), 1), "raw_env_readings": [round(r, 1) for r in rates]}
     (folder / "done.json").write_text(json.dumps(record, indent=1))
-    (folder / ".gitignore").unlink()
+    (folder / UNFINISHED_MARKER).unlink()
     return record
 
 
@@ -187,6 +199,8 @@ class Cli:
     """time limit per job for submitit executors"""
     list: bool = False
     """only list the study's jobs and whether each is done"""
+    done_paths: bool = False
+    """only print the folders of the study's finished jobs (what to `git add`), one per line"""
     only: tuple[str, ...] = field(default_factory=tuple)
     """run only jobs whose label/script or env id is one of these (e.g. `--only bpo_continuous` or `--only Humanoid-v4`)"""
 
@@ -202,6 +216,10 @@ def main(cli: Cli) -> None:
     if cli.list:
         for job in STUDIES[cli.study]:
             print(f"{'done' if is_done(job, cli.study) else 'todo'}  {job.name:24s} {job.env_id:28s} seed {job.seed}")
+        return
+    if cli.done_paths:
+        folders = [job.folder(cli.study) for job in STUDIES[cli.study] if is_done(job, cli.study)]
+        print("\n".join(str(f.relative_to(ROOT) if f.is_relative_to(ROOT) else f) for f in folders))
         return
     jobs = pending_jobs(cli)
     print(f"{cli.study}: {len(jobs)} of {len(STUDIES[cli.study])} jobs to run, executor {cli.executor}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -42,7 +44,7 @@ def test_runner_runs_each_job_once_and_restarts_cut_off_ones(tiny_study, capsys)
     run.main(cli)
     assert "tiny: 1 of 2 jobs to run" in capsys.readouterr().out
     assert not (cut.folder("tiny") / "stale.txt").exists() and (cut.folder("tiny") / "done.json").exists()
-    assert not (cut.folder("tiny") / ".gitignore").exists()  # only unfinished jobs are hidden from git
+    assert not (cut.folder("tiny") / run.UNFINISHED_MARKER).exists()  # only unfinished jobs carry the marker
 
 
 def test_runner_resumes_a_cut_off_resumable_job_from_its_checkpoint(tmp_path, monkeypatch):
@@ -66,6 +68,30 @@ def test_runner_resumes_a_cut_off_resumable_job_from_its_checkpoint(tmp_path, mo
     log = (folder / "log.txt").read_text()
     assert log.count("done: 512 steps") == 2 and f"resuming {checkpoint_path.parent} at step 256" in log
     assert [step for step, _ in read_scalars(checkpoint_path.parent)["losses/value_loss"]] == [128, 256, 384, 512]
+
+
+def test_unfinished_job_keeps_its_checkpoint_visible_to_git_and_a_finished_one_does_not(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    shutil.copy(run.ROOT / ".gitignore", tmp_path / ".gitignore")  # the repository's own rules
+    folder = tmp_path / "benchmarks" / "results" / "study" / "ppo_atari" / "Env" / "seed1"
+    (folder / "runs" / "r").mkdir(parents=True)
+    for name in ("ppo_atari.cleanrl_model", "events.out.tfevents.1"):
+        (folder / "runs" / "r" / name).write_text("x")
+    untracked = lambda: sorted(subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], cwd=tmp_path,  # noqa: E731
+                                              capture_output=True, text=True, check=True).stdout.split())
+    results = "benchmarks/results/study/ppo_atari/Env/seed1"
+    run.mark_unfinished(folder)
+    assert untracked() == [".gitignore", f"{results}/.gitignore", f"{results}/runs/r/events.out.tfevents.1",
+                           f"{results}/runs/r/ppo_atari.cleanrl_model"]
+    (folder / run.UNFINISHED_MARKER).unlink()  # what run_job does once done.json is written
+    assert untracked() == [".gitignore", f"{results}/runs/r/events.out.tfevents.1"]
+
+
+def test_done_paths_lists_only_finished_job_folders(tiny_study, capsys):
+    tiny_study[1].folder("tiny").mkdir(parents=True)
+    (tiny_study[1].folder("tiny") / "done.json").write_text("{}")
+    run.main(run.Cli(study="tiny", done_paths=True))
+    assert capsys.readouterr().out.split() == [str(tiny_study[1].folder("tiny"))]
 
 
 def test_runner_through_submitit_local_executor(tiny_study):
