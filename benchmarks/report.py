@@ -77,7 +77,8 @@ def accuracy_report(study: str, runs: list[dict], plt) -> list[str]:
         lines.append(f"| {name} | {len(group)} | {final.mean():.3f} ± {final.std():.3f} | {peak.mean():.3f} ± {peak.std():.3f} "
                      f"| {(final - peak).mean():+.3f} |")
     commits = sorted({c for r in runs for c in r.get("segment_commits", [r["commit"]])})  # a resumed job may span several
-    lines += ["", f"Commits: {', '.join(commits)}. Machine: {runs[0]['machine']}.", ""]
+    machines = sorted({r["machine"] for r in runs})  # runs spread over sessions land on different hosts of one class
+    lines += ["", f"Commits: {', '.join(commits)}. Machines: {'; '.join(machines)}.", ""]
 
     # one panel per setting, one line per loss: a label "gbpo_eps0.2_ep10" is loss "gbpo" in panel "eps0.2_ep10"
     panels = list(dict.fromkeys(name.partition("_")[2] for name in configs))
@@ -125,15 +126,18 @@ def main(study: tyro.conf.Positional[str]) -> None:
              "Score: mean episodic return over the episodes that ended in the last 10% of training; mean ± std over seeds.",
              "SPS: training steps per second at the end of the run; raw: `gym.make(env_id)` stepped with random actions "
              "on the same machine just before and after the run, the higher reading (the yardstick that makes SPS comparable across machines).", "",
-             "| env | config | steps | seeds | score | SPS | raw env steps/s | SPS / raw |", "|---|---|---|---|---|---|---|---|"]
+             "| env | config | steps | seeds | score | per seed | SPS | raw env steps/s | SPS / raw |", "|---|---|---|---|---|---|---|---|---|"]
     for env_id, configs in by_env.items():
         for name, group in configs.items():
+            group = sorted(group, key=lambda r: r["seed"])
             scores = np.array([final_score(r["returns"], r["total"]) for r in group])
+            per_seed = ", ".join(f"s{r['seed']}: {score:.0f}" for r, score in zip(group, scores))
             sps, raw = np.mean([r["sps"] for r in group]), np.mean([r["raw_env_steps_per_s"] for r in group])
             lines.append(f"| {env_id} | {name} | {group[0]['total']:,} | {len(group)} | {scores.mean():.0f} ± {scores.std():.0f} "
-                         f"| {sps:.0f} | {raw:.0f} | {sps / raw:.3f} |")
+                         f"| {per_seed} | {sps:.0f} | {raw:.0f} | {sps / raw:.3f} |")
     commits = sorted({c for r in runs for c in r.get("segment_commits", [r["commit"]])})  # a resumed job may span several
-    lines += ["", f"Commits: {', '.join(commits)}. Machine: {runs[0]['machine']}.", ""]
+    machines = sorted({r["machine"] for r in runs})  # runs spread over sessions land on different hosts of one class
+    lines += ["", f"Commits: {', '.join(commits)}. Machines: {'; '.join(machines)}.", ""]
 
     for env_id, configs in by_env.items():
         fig, ax = plt.subplots(figsize=(6, 4))

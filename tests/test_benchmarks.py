@@ -116,6 +116,7 @@ def test_report_writes_table_with_scores_and_curves(tiny_study):
     for row in rows:
         score = float(row.split(" | ")[4].split(" ± ")[0])
         assert 3 <= score <= 5  # every episode returns 3 or 5
+        assert row.split(" | ")[5].startswith("s1: ")  # the per-seed scores
     assert (run.RESULTS / "tiny" / f"curves_{TOY.replace('/', '_')}.png").stat().st_size > 1000
 
 
