@@ -126,7 +126,13 @@ def raw_env_rate(env_id: str, steps: int = 5000) -> float:
 
 
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    """CPU model (the VMs of one machine class differ in it), core count and OS."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").open() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass  # not Linux: keep platform's name
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
 def commit() -> str:
