@@ -59,6 +59,13 @@ def smoothed_curve(returns: np.ndarray, grid: np.ndarray, window: float) -> np.n
                      else np.nan for g in grid])
 
 
+def provenance(runs: list[dict]) -> str:
+    """The commits and machines that made a study's runs."""
+    commits = sorted({c for r in runs for c in r.get("segment_commits", [r["commit"]])})  # a resumed job may span several
+    machines = sorted({r["machine"] for r in runs})  # runs spread over sessions land on different hosts of one class
+    return f"Commits: {', '.join(commits)}. Machines: {'; '.join(machines)}."
+
+
 def accuracy_report(study: str, runs: list[dict], plt) -> list[str]:
     """Table and curves of held-out accuracy (gbpo_llm.py runs): final and peak eval/accuracy, mean ± std over seeds."""
     out = run.RESULTS / study
@@ -76,9 +83,7 @@ def accuracy_report(study: str, runs: list[dict], plt) -> list[str]:
         peak = np.array([r["accuracy"][:, 1].max() for r in group])
         lines.append(f"| {name} | {len(group)} | {final.mean():.3f} ± {final.std():.3f} | {peak.mean():.3f} ± {peak.std():.3f} "
                      f"| {(final - peak).mean():+.3f} |")
-    commits = sorted({c for r in runs for c in r.get("segment_commits", [r["commit"]])})  # a resumed job may span several
-    machines = sorted({r["machine"] for r in runs})  # runs spread over sessions land on different hosts of one class
-    lines += ["", f"Commits: {', '.join(commits)}. Machines: {'; '.join(machines)}.", ""]
+    lines += ["", provenance(runs), ""]
 
     # one panel per setting, one line per loss: a label "gbpo_eps0.2_ep10" is loss "gbpo" in panel "eps0.2_ep10"
     panels = list(dict.fromkeys(name.partition("_")[2] for name in configs))
@@ -135,9 +140,7 @@ def main(study: tyro.conf.Positional[str]) -> None:
             sps, raw = np.mean([r["sps"] for r in group]), np.mean([r["raw_env_steps_per_s"] for r in group])
             lines.append(f"| {env_id} | {name} | {group[0]['total']:,} | {len(group)} | {scores.mean():.0f} ± {scores.std():.0f} "
                          f"| {per_seed} | {sps:.0f} | {raw:.0f} | {sps / raw:.3f} |")
-    commits = sorted({c for r in runs for c in r.get("segment_commits", [r["commit"]])})  # a resumed job may span several
-    machines = sorted({r["machine"] for r in runs})  # runs spread over sessions land on different hosts of one class
-    lines += ["", f"Commits: {', '.join(commits)}. Machines: {'; '.join(machines)}.", ""]
+    lines += ["", provenance(runs), ""]
 
     for env_id, configs in by_env.items():
         fig, ax = plt.subplots(figsize=(6, 4))
