@@ -98,7 +98,7 @@ class Args:
     clip_vloss: bool = True
     """toggles whether or not to use a clipped loss for the value function, as per the paper"""
     ent_coef: float = 0.01
-    """coefficient of the entropy (PPO's 0.01: at the authors' 1e-3 the policy collapsed on Breakout, see README)"""
+    """coefficient of the entropy"""
     vf_coef: float = 0.5
     """coefficient of the value function"""
     max_grad_norm: float = 0.5
