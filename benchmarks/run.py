@@ -144,7 +144,9 @@ def machine() -> str:
 
 def commit() -> str:
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True)
+    # Results are not code: a resumed job's tracked checkpoint and log change under benchmarks/results while it runs.
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
+                           cwd=ROOT, capture_output=True, text=True)
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 

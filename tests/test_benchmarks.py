@@ -87,6 +87,24 @@ def test_unfinished_job_keeps_its_checkpoint_visible_to_git_and_a_finished_one_d
     assert untracked() == [".gitignore", f"{results}/runs/r/events.out.tfevents.1"]
 
 
+def test_commit_is_dirty_for_changed_code_but_not_for_changed_results(tmp_path, monkeypatch):
+    git = lambda *args: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,  # noqa: E731
+                                       check=True, capture_output=True, text=True).stdout.strip()
+    git("init", "-q")
+    log = tmp_path / "benchmarks" / "results" / "study" / "seed1" / "log.txt"
+    log.parent.mkdir(parents=True)
+    for path in (log, tmp_path / "ppo_atari.py"):
+        path.write_text("a")
+    git("add", ".")
+    git("commit", "-q", "-m", "c")
+    monkeypatch.setattr(run, "ROOT", tmp_path)
+    head = git("rev-parse", "--short", "HEAD")
+    log.write_text("b")  # a resumed job's tracked log grows while another job starts
+    assert run.commit() == head
+    (tmp_path / "ppo_atari.py").write_text("b")
+    assert run.commit() == head + "+dirty"
+
+
 def test_done_paths_lists_only_finished_job_folders(tiny_study, capsys):
     tiny_study[1].folder("tiny").mkdir(parents=True)
     (tiny_study[1].folder("tiny") / "done.json").write_text("{}")
