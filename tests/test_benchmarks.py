@@ -70,15 +70,20 @@ def test_runner_resumes_a_cut_off_resumable_job_from_its_checkpoint(tmp_path, mo
     assert [step for step, _ in read_scalars(checkpoint_path.parent)["losses/value_loss"]] == [128, 256, 384, 512]
 
 
+def git(repo, *args) -> str:
+    """run git in a test's scratch repository (with an identity, so commits work anywhere) and return its output"""
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
 def test_unfinished_job_keeps_its_checkpoint_visible_to_git_and_a_finished_one_does_not(tmp_path):
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    git(tmp_path, "init", "-q")
     shutil.copy(run.ROOT / ".gitignore", tmp_path / ".gitignore")  # the repository's own rules
     folder = tmp_path / "benchmarks" / "results" / "study" / "ppo_atari" / "Env" / "seed1"
     (folder / "runs" / "r").mkdir(parents=True)
     for name in ("ppo_atari.cleanrl_model", "events.out.tfevents.1"):
         (folder / "runs" / "r" / name).write_text("x")
-    untracked = lambda: sorted(subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], cwd=tmp_path,  # noqa: E731
-                                              capture_output=True, text=True, check=True).stdout.split())
+    untracked = lambda: sorted(git(tmp_path, "ls-files", "--others", "--exclude-standard").split())  # noqa: E731
     results = "benchmarks/results/study/ppo_atari/Env/seed1"
     run.mark_unfinished(folder)
     assert untracked() == [".gitignore", f"{results}/.gitignore", f"{results}/runs/r/events.out.tfevents.1",
@@ -88,17 +93,15 @@ def test_unfinished_job_keeps_its_checkpoint_visible_to_git_and_a_finished_one_d
 
 
 def test_commit_is_dirty_for_changed_code_but_not_for_changed_results(tmp_path, monkeypatch):
-    git = lambda *args: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,  # noqa: E731
-                                       check=True, capture_output=True, text=True).stdout.strip()
-    git("init", "-q")
+    git(tmp_path, "init", "-q")
     log = tmp_path / "benchmarks" / "results" / "study" / "seed1" / "log.txt"
     log.parent.mkdir(parents=True)
     for path in (log, tmp_path / "ppo_atari.py"):
         path.write_text("a")
-    git("add", ".")
-    git("commit", "-q", "-m", "c")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "c")
     monkeypatch.setattr(run, "ROOT", tmp_path)
-    head = git("rev-parse", "--short", "HEAD")
+    head = git(tmp_path, "rev-parse", "--short", "HEAD")
     log.write_text("b")  # a resumed job's tracked log grows while another job starts
     assert run.commit() == head
     (tmp_path / "ppo_atari.py").write_text("b")
