@@ -107,6 +107,17 @@ STUDIES: dict[str, list[Job]] = {
     # of the authors' Ant setting, ε = 0.3, at 1M steps (seed 1 was the pilot; seeds 2-3 followed from its result).
     "ant_bpo_eps_1m": grid(["bpo_continuous"], ["Ant-v4"], [1, 2, 3], 1_000_000, ["--clip-coef", "0.3", "--save-model"],
                            {"bpo_continuous": "bpo_eps0.3"}, resumable=True),
+    # Why BPO steps timidly (issue 16): screening at 300k steps, 2 seeds, four tasks. bpo_old is the defaults of
+    # mujoco_1m (λ = 0.01 in return units, ε 0.2); bpo_unitless measures λ = 0.1 in units of Ã's std (the targets
+    # no longer soften as the returns' spread shrinks); bpo_unitless_eps0.3 adds the wider band of ant_bpo_eps_1m.
+    "mujoco_screen_300k": [job for env in ("Ant-v4", "Hopper-v4", "Humanoid-v4", "HalfCheetah-v4") for job in
+                           grid(["ppo_continuous"], [env], [1, 2], 300_000) +
+                           grid(["bpo_continuous"], [env], [1, 2], 300_000, ["--temperature", "0.01"], {"bpo_continuous": "bpo_old"}) +
+                           grid(["bpo_continuous"], [env], [1, 2], 300_000, ["--norm-median-adv", "--temperature", "0.1"],
+                                {"bpo_continuous": "bpo_unitless"}) +
+                           grid(["bpo_continuous"], [env], [1, 2], 300_000,
+                                ["--norm-median-adv", "--temperature", "0.1", "--clip-coef", "0.3"],
+                                {"bpo_continuous": "bpo_unitless_eps0.3"})],
     # GBPO against GRPO (issue 5): the paper's three (ε, update epochs) settings, majority-vote reward, 3 seeds.
     "gbpo_llm": [
         Job("gbpo_llm", "addition", seed, None, ("--reward", "majority", "--clip-low", eps, "--clip-high", eps,
