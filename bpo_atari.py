@@ -95,6 +95,8 @@ class Args:
     """coefficient of the median-head loss"""
     use_median: bool = True
     """threshold the target at the learned median u(s); --no-use-median uses V(s) (the paper's ablation)"""
+    norm_median_adv: bool = False
+    """measure --temperature in units of Ã's std over the minibatch, so λ means the same on every task and through training"""
     clip_vloss: bool = True
     """toggles whether or not to use a clipped loss for the value function, as per the paper"""
     ent_coef: float = 0.01
@@ -491,8 +493,9 @@ def main(args: Args):
         b_values = storage["values"].reshape(-1)
 
         # Optimizing the policy and value network
-        # policy, value, entropy, approx_kl, clipfrac, median loss, target ratio, share above median, |ρ − target|; summed
-        stats = torch.zeros(9, device=device)
+        # policy, value, entropy, approx_kl, clipfrac, median loss, target ratio, share above median, |ρ − target|,
+        # |ρ* − 1|/ε, std of Ã; summed
+        stats = torch.zeros(11, device=device)
         num_updates = 0
         for epoch in range(args.update_epochs):
             b_inds = torch.randperm(args.batch_size, device=device)
@@ -511,15 +514,18 @@ def main(args: Args):
                 # A = Q̂ − V(s) weights the loss, Ã = Q̂ − u(s) sets the target; current heads, detached (brrl-math.md §4)
                 mb_advantages = b_returns[mb_inds] - newvalue.detach()
                 mb_median_advantages = b_returns[mb_inds] - newmedian.detach() if args.use_median else mb_advantages
+                # dividing Ã and Q̂ − u by one scale s sets λ's unit to s (the median loss stays in return units)
+                scale = mb_median_advantages.std() + 1e-8 if args.norm_median_adv else 1.0
                 if args.norm_adv:
                     mb_advantages = mb_advantages / (mb_advantages.std() + 1e-8)
 
                 # Policy loss
-                pg_loss = bpo_loss(ratio, mb_advantages, mb_median_advantages, args.clip_coef, args.temperature).mean()
-                m_loss = median_loss(b_returns[mb_inds], newmedian, args.temperature).mean()
+                pg_loss = bpo_loss(ratio, mb_advantages, mb_median_advantages / scale, args.clip_coef, args.temperature).mean()
+                m_loss = scale * median_loss(b_returns[mb_inds] / scale, newmedian / scale, args.temperature).mean()
                 with torch.no_grad():
-                    target = bpo_target_ratio(mb_median_advantages, args.clip_coef, args.temperature)
-                    target_stats = [target.mean(), (mb_median_advantages > 0).float().mean(), (ratio - target).abs().mean()]
+                    target = bpo_target_ratio(mb_median_advantages / scale, args.clip_coef, args.temperature)
+                    target_stats = [target.mean(), (mb_median_advantages > 0).float().mean(), (ratio - target).abs().mean(),
+                                    (target - 1).abs().mean() / args.clip_coef, mb_median_advantages.std()]
 
                 # Value loss
                 if args.clip_vloss:
@@ -543,7 +549,8 @@ def main(args: Args):
             if args.target_kl is not None and approx_kl > args.target_kl:
                 break
 
-        pg_loss, v_loss, entropy_loss, approx_kl, clipfrac, m_loss, target_mean, frac_above, gap = (stats / num_updates).tolist()
+        pg_loss, v_loss, entropy_loss, approx_kl, clipfrac, m_loss, target_mean, frac_above, gap, saturation, median_adv_std = (
+            stats / num_updates).tolist()
         if not np.isfinite([pg_loss, v_loss, entropy_loss]).all():
             note = f"; the last good checkpoint is {checkpoint_path}" if args.save_model and os.path.exists(checkpoint_path) else ""
             sys.exit(f"error: non-finite loss at step {global_step} (policy {pg_loss}, value {v_loss}); stopping{note}")
@@ -565,6 +572,8 @@ def main(args: Args):
         writer.add_scalar("bpo/target_ratio_mean", target_mean, global_step)
         writer.add_scalar("bpo/frac_above_median", frac_above, global_step)
         writer.add_scalar("bpo/ratio_target_gap", gap, global_step)
+        writer.add_scalar("bpo/target_saturation", saturation, global_step)
+        writer.add_scalar("bpo/median_adv_std", median_adv_std, global_step)
         progress.update(args.batch_size)
         progress.set_postfix(SPS=sps, ret=f"{np.mean(recent_returns):.1f}" if recent_returns else "-")
 

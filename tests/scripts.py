@@ -9,7 +9,8 @@ CLEANRL_TAGS = {
     "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate", "losses/value_loss",
     "losses/policy_loss", "losses/entropy", "losses/approx_kl", "losses/clipfrac", "losses/explained_variance",
 }
-BPO_TAGS = {"losses/median_loss", "bpo/target_ratio_mean", "bpo/frac_above_median", "bpo/ratio_target_gap"}
+BPO_TAGS = {"losses/median_loss", "bpo/target_ratio_mean", "bpo/frac_above_median", "bpo/ratio_target_gap",
+            "bpo/target_saturation", "bpo/median_adv_std"}
 
 
 def run_dir(cwd: Path) -> Path:

@@ -143,6 +143,23 @@ def test_training_logs_cleanrl_tags_and_same_seed_gives_identical_losses(script,
     assert losses[0] == losses[1]
 
 
+def test_bpo_target_tags_follow_the_temperature_and_its_unit(tmp_path, monkeypatch):
+    tags = {}
+    for name, kwargs in {"sign": dict(temperature=0.0), "raw": dict(temperature=1.0),
+                         "unitless": dict(temperature=1.0, norm_median_adv=True)}.items():
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        bpo_continuous.main(bpo_continuous.Args(env_id="Hopper-v4", seed=3, **(TINY | kwargs)))
+        tags[name] = {t: np.array([v for _, v in s]) for t, s in read_scalars(run_dir(tmp_path / name)).items()}
+    np.testing.assert_allclose(tags["sign"]["bpo/target_saturation"], 1.0, rtol=1e-6)  # λ = 0: every target at 1 ± ε
+    for name in ("raw", "unitless"):
+        assert ((tags[name]["bpo/target_saturation"] > 0) & (tags[name]["bpo/target_saturation"] < 1)).all()
+    # in units of Ã's std: E|tanh(z/2λ)| ≤ tanh(E|z|/2λ) ≤ tanh(1/2λ) for unit-variance z, whatever the return scale
+    assert (tags["unitless"]["bpo/target_saturation"] <= np.tanh(0.5)).all()
+    assert (tags["unitless"]["bpo/median_adv_std"] > 0).all()
+    assert not np.allclose(tags["unitless"]["bpo/target_saturation"], tags["raw"]["bpo/target_saturation"])
+
+
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda m: m.__name__)
 def test_save_then_evaluate_uses_the_saved_normalisation(script, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

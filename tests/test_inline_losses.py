@@ -27,3 +27,16 @@ def test_inline_losses_equal_common_brrl(ppo, bpo, ppo_eps, bpo_eps):
                                    brrl.smoothed_target_ratio(median_adv, bpo_eps, temperature), rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(bpo.median_loss(adv, median_adv, temperature),
                                    brrl.median_loss(adv, median_adv, temperature), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("bpo", [bpo_continuous, bpo_atari], ids=["continuous", "atari"])
+@pytest.mark.parametrize("scale", [0.03, 7.0])
+def test_dividing_by_a_scale_measures_the_temperature_in_that_unit(bpo, scale):
+    # --norm-median-adv divides Ã (and Q̂ − u in the median loss) by s: the same as temperature λ·s in return units
+    gen = torch.Generator().manual_seed(1)
+    returns, median = torch.randn(500, generator=gen, dtype=torch.float64), torch.randn(500, generator=gen, dtype=torch.float64)
+    for temperature in (0.0, 0.1, 1.0):
+        torch.testing.assert_close(bpo.bpo_target_ratio((returns - median) / scale, 0.2, temperature),
+                                   brrl.smoothed_target_ratio(returns - median, 0.2, temperature * scale), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(scale * bpo.median_loss(returns / scale, median / scale, temperature),
+                                   brrl.median_loss(returns, median, temperature * scale), rtol=1e-12, atol=1e-12)
