@@ -26,11 +26,15 @@ from benchmarks.tb import read_scalars  # noqa: E402
 
 
 def load_runs(study: str) -> list[dict]:
-    """Every finished job of the study: its done.json record plus its episodic returns and final SPS
-    (or, for a job without env steps, its held-out accuracy curve)."""
+    """Every finished job of the study and of the configs it borrows (run.BORROWED, on the study's envs): its done.json
+    record plus its episodic returns and final SPS (or, for a job without env steps, its held-out accuracy curve)."""
+    env_ids = {job.env_id for job in run.STUDIES[study]}
+    jobs = [(study, job) for job in run.STUDIES[study]] + [
+        (other, job) for other, label in run.BORROWED.get(study, ()) for job in run.STUDIES[other]
+        if job.name == label and job.env_id in env_ids]
     runs = []
-    for job in run.STUDIES[study]:
-        folder = job.folder(study)
+    for source, job in jobs:
+        folder = job.folder(source)
         if not (folder / "done.json").is_file():
             continue
         record = json.loads((folder / "done.json").read_text())
@@ -42,7 +46,8 @@ def load_runs(study: str) -> list[dict]:
             continue
         returns = np.array(scalars.get("charts/episodic_return", []), dtype=float).reshape(-1, 2)
         runs.append(record | {"name": job.name, "env_id": job.env_id, "seed": job.seed, "total": job.total_timesteps,
-                              "returns": returns, "sps": scalars["charts/SPS"][-1][1]})
+                              "returns": returns, "sps": scalars["charts/SPS"][-1][1],
+                              "kl": np.mean([v for _, v in scalars["losses/approx_kl"]])})
     return runs
 
 
@@ -128,18 +133,23 @@ def main(study: tyro.conf.Positional[str]) -> None:
 
     lines = [f"# Benchmark study `{study}`", "",
              f"Made by `python benchmarks/run.py {study}` then `python benchmarks/report.py {study}`.",
+             *[f"The finished `{label}` runs of study `{other}` on the same envs are included in `{label}`'s rows and curves."
+               for other, label in run.BORROWED.get(study, ())],
              "Score: mean episodic return over the episodes that ended in the last 10% of training; mean ± std over seeds.",
              "SPS: training steps per second at the end of the run; raw: `gym.make(env_id)` stepped with random actions "
              "on the same machine just before and after the run, the higher reading (the yardstick that makes SPS comparable across machines).", "",
-             "| env | config | steps | seeds | score | per seed | SPS | raw env steps/s | SPS / raw |", "|---|---|---|---|---|---|---|---|---|"]
+             "KL: losses/approx_kl averaged over the run's updates, mean over seeds (how far each update moves the policy).", "",
+             "| env | config | steps | seeds | score | per seed | KL | SPS | raw env steps/s | SPS / raw |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for env_id, configs in by_env.items():
         for name, group in configs.items():
             group = sorted(group, key=lambda r: r["seed"])
             scores = np.array([final_score(r["returns"], r["total"]) for r in group])
             per_seed = ", ".join(f"s{r['seed']}: {score:.0f}" for r, score in zip(group, scores))
             sps, raw = np.mean([r["sps"] for r in group]), np.mean([r["raw_env_steps_per_s"] for r in group])
+            kl = np.mean([r["kl"] for r in group])
             lines.append(f"| {env_id} | {name} | {group[0]['total']:,} | {len(group)} | {scores.mean():.0f} ± {scores.std():.0f} "
-                         f"| {per_seed} | {sps:.0f} | {raw:.0f} | {sps / raw:.3f} |")
+                         f"| {per_seed} | {kl:.4f} | {sps:.0f} | {raw:.0f} | {sps / raw:.3f} |")
     lines += ["", provenance(runs), ""]
 
     for env_id, configs in by_env.items():

@@ -127,6 +127,11 @@ STUDIES: dict[str, list[Job]] = {
 }
 
 
+# A study's report also includes the finished jobs of another study's config on the same envs: {study: ((other, label),)}.
+# For seeds that a study adds to runs made earlier at unchanged code (the commit of each job is in its done.json).
+BORROWED: dict[str, tuple[tuple[str, str], ...]] = {}
+
+
 def raw_env_rate(env_id: str, steps: int = 5000) -> float:
     """Environment steps per second of gym.make(env_id) with random actions, no learning: the machine's yardstick."""
     code = (

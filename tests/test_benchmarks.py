@@ -138,7 +138,23 @@ def test_report_writes_table_with_scores_and_curves(tiny_study):
         score = float(row.split(" | ")[4].split(" ± ")[0])
         assert 3 <= score <= 5  # every episode returns 3 or 5
         assert row.split(" | ")[5].startswith("s1: ")  # the per-seed scores
+        assert 0 <= float(row.split(" | ")[6]) < 1  # the mean approx KL per update
     assert (run.RESULTS / "tiny" / f"curves_{TOY.replace('/', '_')}.png").stat().st_size > 1000
+
+
+def test_report_includes_the_borrowed_seeds_of_another_study(tiny_study, monkeypatch):
+    run.main(run.Cli(study="tiny", workers=2))
+    more_seeds = run.grid(["ppo_continuous"], [TOY], [2], 256, tiny_study[0].extra_args)
+    monkeypatch.setitem(run.STUDIES, "more", more_seeds + run.grid(["ppo_continuous"], ["Hopper-v4"], [2], 256))
+    monkeypatch.setitem(run.BORROWED, "more", (("tiny", "ppo_continuous"),))
+    run.main(run.Cli(study="more", workers=1, only=(TOY,)))
+    runs = report.load_runs("more")  # tiny's bpo runs and the unfinished Hopper job are not included
+    assert sorted((r["name"], r["seed"]) for r in runs) == [("ppo_continuous", 1), ("ppo_continuous", 2)]
+    report.main("more")
+    text = (run.RESULTS / "more" / "README.md").read_text()
+    (row,) = [line for line in text.splitlines() if line.startswith(f"| {TOY} |")]
+    assert row.split(" | ")[3] == "2" and row.split(" | ")[5].startswith("s1: ")  # seeds 1 (borrowed) and 2
+    assert "The finished `ppo_continuous` runs of study `tiny`" in text
 
 
 def test_final_score_uses_the_last_tenth_of_training():
