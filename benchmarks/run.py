@@ -118,6 +118,14 @@ STUDIES: dict[str, list[Job]] = {
                            grid(["bpo_continuous"], [env], [1, 2], 300_000,
                                 ["--norm-median-adv", "--temperature", "0.1", "--clip-coef", "0.3"],
                                 {"bpo_continuous": "bpo_unitless_eps0.3"})],
+    # The suite comparison (issue 17): both scripts at their defaults, 1M steps, 3 seeds, eleven MuJoCo tasks, for the
+    # report's suite section (IQM, probability of improvement). All PPO jobs first, cheapest tasks first: BPO's
+    # defaults are still being settled, so its half runs last. Pusher is v5: gymnasium's Pusher-v4 refuses mujoco >= 3.
+    "mujoco_suite_1m": [job for script in ("ppo_continuous", "bpo_continuous") for job in
+                        grid([script], ["InvertedPendulum-v4", "InvertedDoublePendulum-v4", "Reacher-v4", "Swimmer-v4",
+                                        "Hopper-v4", "Walker2d-v4", "HalfCheetah-v4", "Pusher-v5", "Ant-v4",
+                                        "Humanoid-v4", "HumanoidStandup-v4"], [1, 2, 3], 1_000_000, ["--save-model"],
+                             resumable=True)],
     # GBPO against GRPO (issue 5): the paper's three (ε, update epochs) settings, majority-vote reward, 3 seeds.
     "gbpo_llm": [
         Job("gbpo_llm", "addition", seed, None, ("--reward", "majority", "--clip-low", eps, "--clip-high", eps,

@@ -190,3 +190,16 @@ def test_accuracy_report_gives_final_and_peak_accuracy_over_seeds(tmp_path, monk
     assert rows["gbpo_eps0.2_ep10"] == ["1", "0.900 ± 0.000", "0.900 ± 0.000", "+0.000 |"]
     assert "same warm-up policy (accuracy 0.500)" in "\n".join(lines)
     assert (tmp_path / "llm" / "curves_accuracy.png").stat().st_size > 1000
+
+
+def test_suite_study_runs_all_ppo_jobs_first():
+    import gymnasium as gym
+
+    jobs = run.STUDIES["mujoco_suite_1m"]
+    assert [job.name for job in jobs] == ["ppo_continuous"] * 33 + ["bpo_continuous"] * 33
+    assert [(job.env_id, job.seed) for job in jobs[:33]] == [(job.env_id, job.seed) for job in jobs[33:]]
+    assert all(job.total_timesteps == 1_000_000 and job.extra_args == ("--save-model",) and job.resumable for job in jobs)
+    tasks = {job.env_id for job in jobs}
+    assert len(tasks) == 11
+    for env_id in tasks:  # every task exists in the installed gymnasium and mujoco (Pusher-v4 does not: mujoco >= 3)
+        gym.make(env_id).close()
