@@ -57,11 +57,32 @@ def final_score(returns: np.ndarray, total: int) -> float:
     return float(last.mean()) if len(last) else float("nan")
 
 
+def seed_scores(group: list[dict]) -> tuple[np.ndarray, str]:
+    """Final scores of one config's runs on one env in seed order, and their text ("s1: 2755, s2: 2631")."""
+    group = sorted(group, key=lambda r: r["seed"])
+    scores = np.array([final_score(r["returns"], r["total"]) for r in group])
+    return scores, ", ".join(f"s{r['seed']}: {score:.0f}" for r, score in zip(group, scores))
+
+
 def smoothed_curve(returns: np.ndarray, grid: np.ndarray, window: float) -> np.ndarray:
     """Mean return of the episodes that ended within `window` steps before each grid point."""
     steps, values = returns[:, 0], returns[:, 1]
     return np.array([values[(steps <= g) & (steps > g - window)].mean() if ((steps <= g) & (steps > g - window)).any()
                      else np.nan for g in grid])
+
+
+def plot_curves(ax, configs: dict[str, list[dict]], fontsize: int = 8) -> None:
+    """One line per config: mean ± std over seeds of smoothed_curve at 50 points, windows of 5% of training."""
+    total = max(r["total"] for group in configs.values() for r in group)
+    grid = np.linspace(total / 50, total, 50)
+    for name, group in configs.items():
+        curves = np.array([smoothed_curve(r["returns"], grid, total / 20) for r in group])
+        with warnings.catch_warnings():  # grid points before any seed's first episode stay NaN, unplotted
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
+        ax.plot(grid, mean, label=f"{name} ({len(group)} seeds)")
+        ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
+    ax.legend(fontsize=fontsize)
 
 
 def provenance(runs: list[dict]) -> str:
@@ -143,9 +164,7 @@ def main(study: tyro.conf.Positional[str]) -> None:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for env_id, configs in by_env.items():
         for name, group in configs.items():
-            group = sorted(group, key=lambda r: r["seed"])
-            scores = np.array([final_score(r["returns"], r["total"]) for r in group])
-            per_seed = ", ".join(f"s{r['seed']}: {score:.0f}" for r, score in zip(group, scores))
+            scores, per_seed = seed_scores(group)
             sps, raw = np.mean([r["sps"] for r in group]), np.mean([r["raw_env_steps_per_s"] for r in group])
             kl = np.mean([r["kl"] for r in group])
             lines.append(f"| {env_id} | {name} | {group[0]['total']:,} | {len(group)} | {scores.mean():.0f} ± {scores.std():.0f} "
@@ -154,17 +173,8 @@ def main(study: tyro.conf.Positional[str]) -> None:
 
     for env_id, configs in by_env.items():
         fig, ax = plt.subplots(figsize=(6, 4))
-        total = max(r["total"] for group in configs.values() for r in group)
-        grid = np.linspace(total / 50, total, 50)
-        for name, group in configs.items():
-            curves = np.array([smoothed_curve(r["returns"], grid, total / 20) for r in group])
-            with warnings.catch_warnings():  # grid points before any seed's first episode stay NaN, unplotted
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
-            ax.plot(grid, mean, label=f"{name} ({len(group)} seeds)")
-            ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
+        plot_curves(ax, configs)
         ax.set(title=f"{env_id} ({study})", xlabel="environment steps", ylabel="episodic return")
-        ax.legend(fontsize=8)
         fig.tight_layout()
         png = f"curves_{env_id.replace('/', '_')}.png"
         fig.savefig(out / png, dpi=100)
