@@ -192,7 +192,133 @@ def test_accuracy_report_gives_final_and_peak_accuracy_over_seeds(tmp_path, monk
     assert (tmp_path / "llm" / "curves_accuracy.png").stat().st_size > 1000
 
 
-def test_suite_study_runs_all_ppo_jobs_first():
+def test_iqm_is_the_trimmed_mean_of_the_pooled_runs():
+    import scipy.stats
+
+    assert report.iqm([np.array([1.0, 2, 3, 4]), np.array([8.0, 7, 6, 5])]) == 4.5  # the mean of 3, 4, 5 and 6
+    rng = np.random.default_rng(0)
+    for sizes in ((3, 3, 3), (1, 2, 5, 3), (7,)):  # tasks with unequal seed counts too
+        scores = [rng.normal(size=n) for n in sizes]
+        assert np.isclose(report.iqm(scores), scipy.stats.trim_mean(np.concatenate(scores), 0.25))
+
+
+def test_probability_of_improvement_counts_pairs_per_task_and_ties_as_half():
+    import scipy.stats
+
+    x = [np.array([1.0, 2.0, 3.0]), np.array([5.0])]
+    assert report.probability_of_improvement(x, x) == 0.5
+    assert report.probability_of_improvement([a + 10 for a in x], x) == 1.0
+    assert report.probability_of_improvement(x, [a + 10 for a in x]) == 0.0
+    # task 1: of the 4 pairs, 3 beats 2, 3 ties 3, 1 loses twice: (1 + 1/2) / 4; task 2: 1 beats 0
+    x, y = [np.array([1.0, 3.0]), np.array([1.0])], [np.array([2.0, 3.0]), np.array([0.0])]
+    assert report.probability_of_improvement(x, y) == (1.5 / 4 + 1) / 2
+    rng = np.random.default_rng(1)
+    a = [rng.integers(0, 5, size=n).astype(float) for n in (3, 4, 2)]  # small integers: many ties
+    b = [rng.integers(0, 5, size=n).astype(float) for n in (3, 1, 5)]
+    mann_whitney = np.mean([scipy.stats.mannwhitneyu(u, v).statistic / (len(u) * len(v)) for u, v in zip(a, b)])
+    assert np.isclose(report.probability_of_improvement(a, b), mann_whitney)
+
+
+def test_stratified_bootstrap_resamples_within_each_task():
+    import scipy.stats
+
+    rng = np.random.default_rng(2)
+    few, many = [rng.normal(size=3) for _ in range(5)], [rng.normal(size=30) for _ in range(5)]
+    ci_few, ci_many = report.stratified_bootstrap_ci(report.iqm, few), report.stratified_bootstrap_ci(report.iqm, many)
+    assert ci_few[0] <= report.iqm(few) <= ci_few[1] and ci_many[0] <= report.iqm(many) <= ci_many[1]
+    assert ci_many[1] - ci_many[0] < (ci_few[1] - ci_few[0]) / 2  # 10× the runs: about a third of the width
+    # scipy's bootstrap resamples each sample on its own, which is the stratified bootstrap when a sample is a task
+    ours = report.stratified_bootstrap_ci(report.iqm, many, reps=4000)
+    theirs = scipy.stats.bootstrap(many, lambda *tasks: report.iqm(list(tasks)), vectorized=False, n_resamples=4000,
+                                   method="percentile", rng=3).confidence_interval
+    assert np.allclose(ours, [theirs.low, theirs.high], atol=0.03)
+    # runs never move between tasks: the mean of task 2's resample stays 10, and a task of one run stays as it is
+    tasks = [np.array([0.0, 1.0, 2.0]), np.array([10.0, 10.0]), np.array([7.0])]
+    low, high = report.stratified_bootstrap_ci(lambda s: [s[1].mean(), s[2][0]], tasks)
+    assert list(low) == list(high) == [10.0, 7.0]
+
+
+def test_performance_profile_is_the_fraction_of_runs_above_tau():
+    profile = report.performance_profile([np.array([0.5, 1.5]), np.array([1.0, 3.0])], np.array([0.0, 1.0, 2.0, 3.0]))
+    assert list(profile) == [1.0, 0.5, 0.25, 0.0]
+
+
+def fake_suite_runs(scores: dict[tuple[str, str], list[float]]) -> list[dict]:
+    """Runs as load_runs returns them, 1M steps, whose final score is the given one ({(env, config): per seed})."""
+    return [{"name": name, "env_id": env, "seed": seed, "total": 1_000_000, "commit": "abc", "machine": "here",
+             "sps": 500.0, "raw_env_steps_per_s": 5000.0, "kl": 0.01,
+             "returns": np.array([[100_000, 0.0], [500_000, score / 2], [950_000, score]])}
+            for (env, name), values in scores.items() for seed, score in enumerate(values, 1)]
+
+
+SUITE_SCORES = {("Hopper-v4", "ppo_continuous"): [1900, 2000, 2100], ("Hopper-v4", "bpo_continuous"): [2400, 2500, 2600],
+                ("Ant-v4", "ppo_continuous"): [2000, 2100, 2200], ("Ant-v4", "bpo_continuous"): [1000, 1100, 1200],
+                ("Swimmer-v4", "ppo_continuous"): [100, 110, 120]}
+
+
+@pytest.fixture
+def suite(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
+    monkeypatch.setattr(report, "RANDOM_SCORES", {"Hopper-v4": 0.0, "Ant-v4": 100.0, "Swimmer-v4": 0.0})
+    # the study also has a task without any runs yet
+    jobs = run.grid(["ppo_continuous", "bpo_continuous"], ["Hopper-v4", "Ant-v4", "Swimmer-v4", "Reacher-v4"], [1, 2, 3], 1_000_000)
+    monkeypatch.setitem(run.STUDIES, "suite", jobs)
+    (tmp_path / "suite").mkdir()
+    return lambda scores: report.suite_report("suite", fake_suite_runs(scores), plt)
+
+
+def test_suite_report_table_failures_and_targets(suite, tmp_path):
+    lines = suite(SUITE_SCORES)
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in lines if line.startswith("| ") and "-v4" in line}
+    assert rows["Hopper-v4"] == ["2000 ± 82", "s1: 1900, s2: 2000, s3: 2100", "2500 ± 82", "s1: 2400, s2: 2500, s3: 2600",
+                                 "1.25", "1.25", "*2383 ± 272* |"]
+    assert rows["Ant-v4"] == ["2100 ± 82", "s1: 2000, s2: 2100, s3: 2200", "1100 ± 82", "s1: 1000, s2: 1100, s3: 1200",
+                              "0.52", "0.50", " |"]  # (1100 - 100) / (2100 - 100); CleanRL reports no Ant-v4
+    assert rows["Swimmer-v4"][2:] == ["–", "–", "–", "–", " |"]
+    text = "\n".join(lines)
+    assert ("pending): Reacher-v4 (no ppo_continuous or bpo_continuous runs yet); "
+            "Swimmer-v4 (no bpo_continuous runs yet).") in text
+    assert "**Aggregates over 2 tasks** (Ant-v4, Hopper-v4)" in text
+    # normalised runs: PPO 0.95, 1, 1.05 on both tasks; BPO 1.2, 1.25, 1.3 on Hopper and 0.45, 0.5, 0.55 on Ant
+    (iqm_row,) = [line for line in lines if line.startswith("| IQM")]
+    assert iqm_row.startswith("| IQM of normalised scores [95% CI] | 1.00 [") and " | 0.88 [" in iqm_row  # 0.875
+    assert text.count("P(BPO > PPO) = 0.50 [95% CI 0.50, 0.50]") == 1  # Hopper always 1, Ant always 0
+    assert "BPO's mean below PPO's:\n- Ant-v4: 1100 against 2100, 0.52× PPO's mean, -1000, normalised 0.50\n" in text
+    assert lines[-2] == ("**Issue 17's targets** on the 2 tasks in the aggregates, 2 pending: "
+                         "IQM(BPO) ≥ IQM(PPO): **not met** (0.88 against 1.00); "
+                         "P(BPO > PPO) > 0.5 with the lower end of its 95% CI above 0.5: **not met** (0.50, CI 0.50–0.50); "
+                         "no task with BPO below 0.8× PPO (normalised BPO < 0.8): **not met** (Ant-v4). All met: **no**.")
+    for png in ("profile_suite.png", "curves_suite.png"):
+        assert (tmp_path / "suite" / png).stat().st_size > 1000 and f"]({png})" in text
+
+
+def test_suite_report_meets_the_targets_and_ranks_nothing_below_three_seeds(suite):
+    hopper = {key: value for key, value in SUITE_SCORES.items() if key[0] == "Hopper-v4"}
+    lines = suite(hopper)
+    assert "BPO's mean below PPO's: none." in lines
+    assert lines[-2].endswith("IQM(BPO) ≥ IQM(PPO): **met** (1.25 against 1.00); "
+                              "P(BPO > PPO) > 0.5 with the lower end of its 95% CI above 0.5: **met** (1.00, CI 1.00–1.00); "
+                              "no task with BPO below 0.8× PPO (normalised BPO < 0.8): **met** (none). All met: **yes**.")
+    lines = suite(hopper | {("Hopper-v4", "bpo_continuous"): [2400, 2500]})
+    assert lines[-2] == ("**Issue 17's targets: nothing is ranked**: fewer than 3 seeds per config on "
+                         "Hopper-v4 (ppo_continuous 3, bpo_continuous 2).")
+
+
+def test_report_adds_the_suite_section_to_the_per_config_table(suite, tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "load_runs", lambda study: fake_suite_runs(SUITE_SCORES))
+    report.main("suite")
+    text = (tmp_path / "suite" / "README.md").read_text()
+    assert "| Ant-v4 | bpo_continuous | 1,000,000 | 3 | 1100 ± 82 |" in text  # the table the report always wrote
+    assert (tmp_path / "suite" / "curves_Ant-v4.png").is_file()
+    assert "## Suite: `ppo_continuous` against `bpo_continuous`" in text and "**Issue 17's targets**" in text
+
+
+def test_suite_study_runs_all_ppo_jobs_first_on_tasks_the_report_can_normalise():
     import gymnasium as gym
 
     jobs = run.STUDIES["mujoco_suite_1m"]
@@ -200,6 +326,6 @@ def test_suite_study_runs_all_ppo_jobs_first():
     assert [(job.env_id, job.seed) for job in jobs[:33]] == [(job.env_id, job.seed) for job in jobs[33:]]
     assert all(job.total_timesteps == 1_000_000 and job.extra_args == ("--save-model",) and job.resumable for job in jobs)
     tasks = {job.env_id for job in jobs}
-    assert len(tasks) == 11
+    assert len(tasks) == 11 and tasks <= set(report.RANDOM_SCORES)
     for env_id in tasks:  # every task exists in the installed gymnasium and mujoco (Pusher-v4 does not: mujoco >= 3)
         gym.make(env_id).close()
