@@ -82,16 +82,16 @@ class Args:
     """the K epochs to update the policy"""
     norm_adv: bool = True
     """toggles dividing the advantage weight |A| by its std (a scale only: the threshold stays put)"""
-    clip_coef: float = 0.2
-    """the ratio bound ε: π* keeps π/π0 within [1−ε, 1+ε]"""
-    temperature: float = 0.01
-    """λ of the smoothed target ratio 1 + ε·tanh(Ã/2λ) and of the median loss; 0 gives the sign target"""
+    clip_coef: float = 0.3
+    """the ratio bound ε: π* keeps π/π0 within [1−ε, 1+ε] (wider than PPO's 0.2, which PPO's ratios overshoot; BPO's hold it)"""
+    temperature: float = 0.1
+    """λ of the smoothed target ratio 1 + ε·tanh(Ã/2λ) and of the median loss, in units of Ã's std (see --norm-median-adv); 0 gives the sign target"""
     median_coef: float = 0.5
     """coefficient of the median-head loss"""
     use_median: bool = True
     """threshold the target at the learned median u(s); --no-use-median uses V(s) (the paper's ablation)"""
-    norm_median_adv: bool = False
-    """measure --temperature in units of Ã's std over the minibatch, so λ means the same on every task and through training"""
+    norm_median_adv: bool = True
+    """measure --temperature in units of Ã's std over the minibatch, so λ means the same on every task and through training (off: in units of the normalised return)"""
     clip_vloss: bool = True
     """toggles whether or not to use a clipped loss for the value function, as per the paper"""
     ent_coef: float = 0.0

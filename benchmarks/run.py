@@ -118,6 +118,18 @@ STUDIES: dict[str, list[Job]] = {
                            grid(["bpo_continuous"], [env], [1, 2], 300_000,
                                 ["--norm-median-adv", "--temperature", "0.1", "--clip-coef", "0.3"],
                                 {"bpo_continuous": "bpo_unitless_eps0.3"})],
+    # Confirmation of BPO's recipe (issue 16), chosen by mujoco_screen_300k: bpo_continuous at the defaults it got then
+    # (ε 0.3, λ 0.1 in units of Ã's std; each job's done.json names its commit), 1M steps, seeds 1-5; PPO seeds 4-5 (seeds 1-3 are mujoco_1m's,
+    # borrowed below: ppo_continuous is unchanged since); the paper's mean-baseline ablation at the new defaults, seeds 1-3.
+    # Job order: BPO seeds 1-3 first (against mujoco_1m's PPO), then seeds 4-5 of both, then the ablation.
+    "mujoco_bpo_recipe_1m": (
+        [job for seed in (1, 2, 3) for job in grid(["bpo_continuous"], ["Hopper-v4", "Ant-v4", "Humanoid-v4"], [seed], 1_000_000,
+                                                   ["--save-model"], resumable=True)]
+        + [job for seed in (4, 5) for job in grid(["ppo_continuous", "bpo_continuous"], ["Hopper-v4", "Ant-v4", "Humanoid-v4"],
+                                                  [seed], 1_000_000, ["--save-model"], resumable=True)]
+        + grid(["bpo_continuous"], ["Hopper-v4", "Ant-v4", "Humanoid-v4"], [1, 2, 3], 1_000_000, ["--no-use-median", "--save-model"],
+               {"bpo_continuous": "bpo_mean_baseline"}, resumable=True)
+    ),
     # The suite comparison (issue 17): both scripts at their defaults, 1M steps, 3 seeds, eleven MuJoCo tasks, for the
     # report's suite section (IQM, probability of improvement). All PPO jobs first, cheapest tasks first: BPO's
     # defaults are still being settled, so its half runs last. Pusher is v5: gymnasium's Pusher-v4 refuses mujoco >= 3.
@@ -137,7 +149,7 @@ STUDIES: dict[str, list[Job]] = {
 
 # A study's report also includes the finished jobs of another study's config on the same envs: {study: ((other, label),)}.
 # For seeds that a study adds to runs made earlier at unchanged code (the commit of each job is in its done.json).
-BORROWED: dict[str, tuple[tuple[str, str], ...]] = {}
+BORROWED: dict[str, tuple[tuple[str, str], ...]] = {"mujoco_bpo_recipe_1m": (("mujoco_1m", "ppo_continuous"),)}
 
 
 def raw_env_rate(env_id: str, steps: int = 5000) -> float:

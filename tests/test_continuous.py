@@ -145,7 +145,7 @@ def test_training_logs_cleanrl_tags_and_same_seed_gives_identical_losses(script,
 
 def test_bpo_target_tags_follow_the_temperature_and_its_unit(tmp_path, monkeypatch):
     tags = {}
-    for name, kwargs in {"sign": dict(temperature=0.0), "raw": dict(temperature=1.0),
+    for name, kwargs in {"sign": dict(temperature=0.0), "raw": dict(temperature=1.0, norm_median_adv=False),
                          "unitless": dict(temperature=1.0, norm_median_adv=True)}.items():
         (tmp_path / name).mkdir()
         monkeypatch.chdir(tmp_path / name)
