@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import tyro
@@ -74,16 +74,27 @@ def grid(scripts, env_ids, seeds, total_timesteps, extra_args=(), labels=None, r
             for e in env_ids for seed in seeds for s in scripts]
 
 
+# bpo_continuous's defaults before commit b91453a (issue 16). The studies run before it keep them, so that a rerun
+# repeats their runs and their labels keep their meaning.
+BPO_DEFAULTS_BEFORE_B91453A = ("--clip-coef", "0.2", "--temperature", "0.01", "--no-norm-median-adv")
+
+
+def with_old_bpo_defaults(jobs: list[Job]) -> list[Job]:
+    """`jobs` with BPO_DEFAULTS_BEFORE_B91453A put before the bpo_continuous jobs' own arguments (the later flag wins)."""
+    return [replace(job, extra_args=BPO_DEFAULTS_BEFORE_B91453A + job.extra_args) if job.script == "bpo_continuous" else job
+            for job in jobs]
+
+
 # The studies whose results are committed. Add new ones; never change one that has results.
 STUDIES: dict[str, list[Job]] = {
     "smoke": grid(["ppo_continuous", "bpo_continuous"], ["Hopper-v4"], [1], 4096),
     # The headline comparison (issue 3): both scripts at their defaults, 1M steps, 3 seeds, three MuJoCo tasks.
     # (--save-model, for resuming cut-off jobs, was added after the first Hopper-v4 pair; it changes no result.)
-    "mujoco_1m": grid(["ppo_continuous", "bpo_continuous"], ["Hopper-v4", "Ant-v4", "Humanoid-v4"], [1, 2, 3], 1_000_000,
-                      ["--save-model"], resumable=True),
+    "mujoco_1m": with_old_bpo_defaults(grid(["ppo_continuous", "bpo_continuous"], ["Hopper-v4", "Ant-v4", "Humanoid-v4"],
+                                            [1, 2, 3], 1_000_000, ["--save-model"], resumable=True)),
     # Choosing BPO's temperature λ under reward normalisation: 300k steps, 2 seeds (CleanRL defaults otherwise).
     # (λ = 1 was started too and stopped at 150k steps: no learning, the targets stayed within 1 ± 0.02.)
-    "hopper_tuning_300k": (
+    "hopper_tuning_300k": with_old_bpo_defaults(
         grid(["ppo_continuous"], ["Hopper-v4"], [1, 2], 300_000)
         + [job for lam in ("0", "0.1", "0.03", "0.01") for job in
            grid(["bpo_continuous"], ["Hopper-v4"], [1, 2], 300_000, ["--temperature", lam], {"bpo_continuous": f"bpo_lambda{lam}"})]
@@ -102,22 +113,23 @@ STUDIES: dict[str, list[Job]] = {
     # Atari speed at equal settings (issue 4): both scripts with 4 update epochs (BPO's default is 5), 16k steps.
     "atari_speed": grid(["ppo_atari", "bpo_atari"], ["BreakoutNoFrameskip-v4"], [1], 16_384, ["--update-epochs", "4"]),
     # MuJoCo speed at CleanRL's defaults (issue 3): each job alone on an otherwise idle machine, 40,960 steps (20 updates).
-    "mujoco_speed": grid(["ppo_continuous", "bpo_continuous"], ["Hopper-v4"], [1, 2], 40_960),
+    "mujoco_speed": with_old_bpo_defaults(grid(["ppo_continuous", "bpo_continuous"], ["Hopper-v4"], [1, 2], 40_960)),
     # Why BPO trails PPO on Ant-v4 in mujoco_1m (its KL per update stays about a third of PPO's): the wider ratio band
     # of the authors' Ant setting, ε = 0.3, at 1M steps (seed 1 was the pilot; seeds 2-3 followed from its result).
-    "ant_bpo_eps_1m": grid(["bpo_continuous"], ["Ant-v4"], [1, 2, 3], 1_000_000, ["--clip-coef", "0.3", "--save-model"],
-                           {"bpo_continuous": "bpo_eps0.3"}, resumable=True),
-    # Why BPO steps timidly (issue 16): screening at 300k steps, 2 seeds, four tasks. bpo_old is the defaults of
-    # mujoco_1m (λ = 0.01 in return units, ε 0.2); bpo_unitless measures λ = 0.1 in units of Ã's std (the targets
+    "ant_bpo_eps_1m": with_old_bpo_defaults(grid(["bpo_continuous"], ["Ant-v4"], [1, 2, 3], 1_000_000,
+                                                 ["--clip-coef", "0.3", "--save-model"], {"bpo_continuous": "bpo_eps0.3"},
+                                                 resumable=True)),
+    # Why BPO steps timidly (issue 16): screening at 300k steps, 2 seeds, four tasks (all run before b91453a). bpo_old
+    # is the defaults of mujoco_1m (λ = 0.01 in return units, ε 0.2); bpo_unitless measures λ = 0.1 in units of Ã's std (the targets
     # no longer soften as the returns' spread shrinks); bpo_unitless_eps0.3 adds the wider band of ant_bpo_eps_1m.
-    "mujoco_screen_300k": [job for env in ("Ant-v4", "Hopper-v4", "Humanoid-v4", "HalfCheetah-v4") for job in
+    "mujoco_screen_300k": with_old_bpo_defaults([job for env in ("Ant-v4", "Hopper-v4", "Humanoid-v4", "HalfCheetah-v4") for job in
                            grid(["ppo_continuous"], [env], [1, 2], 300_000) +
                            grid(["bpo_continuous"], [env], [1, 2], 300_000, ["--temperature", "0.01"], {"bpo_continuous": "bpo_old"}) +
                            grid(["bpo_continuous"], [env], [1, 2], 300_000, ["--norm-median-adv", "--temperature", "0.1"],
                                 {"bpo_continuous": "bpo_unitless"}) +
                            grid(["bpo_continuous"], [env], [1, 2], 300_000,
                                 ["--norm-median-adv", "--temperature", "0.1", "--clip-coef", "0.3"],
-                                {"bpo_continuous": "bpo_unitless_eps0.3"})],
+                                {"bpo_continuous": "bpo_unitless_eps0.3"})]),
     # Confirmation of BPO's recipe (issue 16), chosen by mujoco_screen_300k: bpo_continuous at the defaults it got then
     # (ε 0.3, λ 0.1 in units of Ã's std; each job's done.json names its commit), 1M steps, seeds 1-5; PPO seeds 4-5 (seeds 1-3 are mujoco_1m's,
     # borrowed below: ppo_continuous is unchanged since); the paper's mean-baseline ablation at the new defaults, seeds 1-3.
