@@ -90,6 +90,8 @@ class Args:
     """coefficient of the median-head loss"""
     use_median: bool = True
     """threshold the target at the learned median u(s); --no-use-median uses V(s) (the paper's ablation)"""
+    log_distance: bool = False
+    """measure the distance to the target in log-ratio, |A|·|log ρ − log ρ*|, instead of |A|·|ρ − ρ*|"""
     norm_median_adv: bool = True
     """measure --temperature in units of Ã's std over the minibatch, so λ means the same on every task and through training (off: in units of the normalised return)"""
     clip_vloss: bool = True
@@ -473,7 +475,10 @@ def main(args: Args):
                     mb_advantages = mb_advantages / (mb_advantages.std() + 1e-8)
 
                 # Policy loss
-                pg_loss = bpo_loss(ratio, mb_advantages, mb_median_advantages / scale, args.clip_coef, args.temperature).mean()
+                if args.log_distance:
+                    pg_loss = (mb_advantages.abs() * (logratio - torch.log(bpo_target_ratio(mb_median_advantages / scale, args.clip_coef, args.temperature))).abs()).mean()
+                else:
+                    pg_loss = bpo_loss(ratio, mb_advantages, mb_median_advantages / scale, args.clip_coef, args.temperature).mean()
                 m_loss = scale * median_loss(b_returns[mb_inds] / scale, newmedian / scale, args.temperature).mean()
                 with torch.no_grad():
                     target = bpo_target_ratio(mb_median_advantages / scale, args.clip_coef, args.temperature)

@@ -130,6 +130,13 @@ STUDIES: dict[str, list[Job]] = {
                            grid(["bpo_continuous"], [env], [1, 2], 300_000,
                                 ["--norm-median-adv", "--temperature", "0.1", "--clip-coef", "0.3"],
                                 {"bpo_continuous": "bpo_unitless_eps0.3"})]),
+    # Second screening round (issue 16): the ε 0.3 recipe's first 1M Hopper run lost its policy entropy (-1.7 at 1M
+    # steps against PPO's 1.2) and scored 1788 (PPO's seed 1: 2755). The distance |ρ − ρ*| lets a crushed ratio (ρ → 0)
+    # pull with a force ∝ ρ and an exploding one push back ∝ ρ, which favours shrinking the std; the log-ratio distance
+    # |log ρ − log ρ*| pulls equally both ways. Same tasks, seeds and budget as mujoco_screen_300k.
+    "mujoco_screen_logdist_300k": grid(["bpo_continuous"], ["Hopper-v4", "HalfCheetah-v4", "Ant-v4", "Humanoid-v4"], [1, 2],
+                                       300_000, ["--clip-coef", "0.3", "--temperature", "0.1", "--norm-median-adv",
+                                                 "--log-distance"], {"bpo_continuous": "bpo_logdist_eps0.3"}),
     # Confirmation of BPO's recipe (issue 16), chosen by mujoco_screen_300k: bpo_continuous at the defaults it got then
     # (ε 0.3, λ 0.1 in units of Ã's std; each job's done.json names its commit), 1M steps, seeds 1-5; PPO seeds 4-5 (seeds 1-3 are mujoco_1m's,
     # borrowed below: ppo_continuous is unchanged since); the paper's mean-baseline ablation at the new defaults, seeds 1-3.
