@@ -95,6 +95,8 @@ class Args:
     """coefficient of the median-head loss"""
     use_median: bool = True
     """threshold the target at the learned median u(s); --no-use-median uses V(s) (the paper's ablation)"""
+    log_distance: bool = False
+    """measure the distance to the target in log-ratio, |A|·|log ρ − log ρ*|, instead of |A|·|ρ − ρ*|"""
     norm_median_adv: bool = False
     """measure --temperature in units of Ã's std over the minibatch, so λ means the same on every task and through training"""
     clip_vloss: bool = True
@@ -285,9 +287,13 @@ def bpo_target_ratio(median_advantage, eps, temperature):
     return 1 + eps * torch.tanh(median_advantage / (2 * temperature))
 
 
-def bpo_loss(ratio, advantage, median_advantage, eps, temperature):
-    """Per-sample BPO loss |A|·|ρ − ρ*(Ã)|, the advantage-weighted total variation to π* (l^BPO, brrl-math.md §3; Cor. 4.5)."""
-    return advantage.abs() * (ratio - bpo_target_ratio(median_advantage, eps, temperature)).abs()
+def bpo_loss(logratio, advantage, median_advantage, eps, temperature, log_distance=False):
+    """Per-sample BPO loss |A|·|ρ − ρ*(Ã)|, the advantage-weighted total variation to π* (l^BPO, brrl-math.md §3; Cor. 4.5),
+    or |A|·|log ρ − log ρ*| (the authors' log-TV variant: the same minimiser, an equal pull on log ρ from either side)."""
+    target = bpo_target_ratio(median_advantage, eps, temperature)
+    if log_distance:
+        return advantage.abs() * (logratio - target.log()).abs()
+    return advantage.abs() * (logratio.exp() - target).abs()
 
 
 def median_loss(returns, median, temperature):
@@ -520,7 +526,8 @@ def main(args: Args):
                     mb_advantages = mb_advantages / (mb_advantages.std() + 1e-8)
 
                 # Policy loss
-                pg_loss = bpo_loss(ratio, mb_advantages, mb_median_advantages / scale, args.clip_coef, args.temperature).mean()
+                pg_loss = bpo_loss(logratio, mb_advantages, mb_median_advantages / scale, args.clip_coef, args.temperature,
+                                   args.log_distance).mean()
                 m_loss = scale * median_loss(b_returns[mb_inds] / scale, newmedian / scale, args.temperature).mean()
                 with torch.no_grad():
                     target = bpo_target_ratio(mb_median_advantages / scale, args.clip_coef, args.temperature)

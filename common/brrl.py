@@ -127,15 +127,22 @@ def smoothed_target_ratio(median_adv: Tensor, eps: float, temperature: float = 0
 
 
 def bpo_loss(
-    ratio: Tensor, advantage: Tensor, median_advantage: Tensor, eps: float, temperature: float = 0.0
+    ratio: Tensor, advantage: Tensor, median_advantage: Tensor, eps: float, temperature: float = 0.0,
+    log_distance: bool = False,
 ) -> Tensor:
     """Per-sample BPO loss l_BPO(ρ) = |A|·|ρ − ρ*_λ(Ã)| (brrl-math.md §3, Corollary 4.5).
 
     The advantage-weighted total variation between the new policy and π*: the weight uses the mean
     advantage A = Q − V, the target uses the median advantage Ã = Q − μ. Both are treated as
     constants (detached): gradients flow through ``ratio`` only. No reduction.
+
+    ``log_distance=True`` gives |A|·|log ρ − log ρ*_λ| (the authors' rsl_rl code has it as the "log-TV" variant):
+    the same minimiser ρ = ρ*, but every sample pulls with the same force in log-ratio, where the total
+    variation's pull on log ρ is ∝ ρ (weak on a ratio crushed toward 0, strong on one that grows).
     """
     target = smoothed_target_ratio(median_advantage.detach(), eps, temperature)
+    if log_distance:
+        return advantage.detach().abs() * (torch.log(ratio) - torch.log(target)).abs()
     return advantage.detach().abs() * (ratio - target).abs()
 
 

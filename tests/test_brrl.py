@@ -217,6 +217,22 @@ def test_bpo_loss_hand_values_and_v_shape():
     torch.testing.assert_close(grad, t64([-2.0, 2.0, -1.0, 3.0]))
 
 
+def test_bpo_log_distance_hand_values_and_equal_pull_in_log_ratio():
+    ratio = t64([1.0, 1.5, 0.5, 1.0]).requires_grad_()
+    adv, median_adv = t64([2.0, 2.0, -1.0, 3.0]), t64([1.0, 1.0, -1.0, -0.5])
+    loss = brrl.bpo_loss(ratio, adv, median_adv, 0.2, log_distance=True)
+    expected = [2 * np.log(1.2), 2 * np.log(1.5 / 1.2), 1 * np.log(0.8 / 0.5), 3 * np.log(1 / 0.8)]
+    torch.testing.assert_close(loss.detach(), t64(expected))
+    # d/d log ρ: the total variation pulls with |A|·ρ (0.1 for a ratio crushed to 0.1, 3 for one grown to 3), the log
+    # distance with |A| on both sides of the target.
+    log_ratio = t64([np.log(0.1), np.log(3.0)]).requires_grad_()
+    adv, median_adv = t64([1.0, 1.0]), t64([1.0, 1.0])  # target 1.2
+    (tv_grad,) = torch.autograd.grad(brrl.bpo_loss(log_ratio.exp(), adv, median_adv, 0.2).sum(), log_ratio)
+    (log_grad,) = torch.autograd.grad(brrl.bpo_loss(log_ratio.exp(), adv, median_adv, 0.2, log_distance=True).sum(), log_ratio)
+    torch.testing.assert_close(tv_grad, t64([-0.1, 3.0]))
+    torch.testing.assert_close(log_grad, t64([-1.0, 1.0]))
+
+
 def test_smoothed_target_tends_to_sign_target_as_temperature_goes_to_zero():
     median_adv = t64(np.concatenate([np.linspace(-3, -0.01, 50), [0.0], np.linspace(0.01, 3, 50)]))
     sign_target = brrl.smoothed_target_ratio(median_adv, 0.25, 0.0)
@@ -255,6 +271,8 @@ def test_gradient_descent_on_bpo_loss_reaches_pi_star_and_ppo_loss_does_not():
 
     bpo_ratio = fit_softmax_policy(lambda r: brrl.bpo_loss(r, adv, median_adv, eps), pi0)
     torch.testing.assert_close(bpo_ratio, pi_star_ratio, atol=1e-2, rtol=0)
+    log_ratio = fit_softmax_policy(lambda r: brrl.bpo_loss(r, adv, median_adv, eps, log_distance=True), pi0)
+    torch.testing.assert_close(log_ratio, pi_star_ratio, atol=1e-2, rtol=0)  # the same minimiser
 
     ppo_ratio = fit_softmax_policy(lambda r: brrl.ppo_loss(r, adv, eps), pi0)
     # PPO drives every A > 0 action to 1 + ε (including action 1, which π* lowers to 1 − ε) ...
