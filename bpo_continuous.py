@@ -90,8 +90,8 @@ class Args:
     """coefficient of the median-head loss"""
     use_median: bool = True
     """threshold the target at the learned median u(s); --no-use-median uses V(s) (the paper's ablation)"""
-    log_distance: bool = False
-    """measure the distance to the target in log-ratio, |A|·|log ρ − log ρ*|, instead of |A|·|ρ − ρ*|"""
+    log_distance: bool = True
+    """measure the distance to the target in log-ratio, |A|·|log ρ − log ρ*| (off: |A|·|ρ − ρ*|, which favours shrinking the std)"""
     norm_median_adv: bool = True
     """measure --temperature in units of Ã's std over the minibatch, so λ means the same on every task and through training (off: in units of the normalised return)"""
     clip_vloss: bool = True

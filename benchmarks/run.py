@@ -74,14 +74,15 @@ def grid(scripts, env_ids, seeds, total_timesteps, extra_args=(), labels=None, r
             for e in env_ids for seed in seeds for s in scripts]
 
 
-# bpo_continuous's defaults before commit b91453a (issue 16). The studies run before it keep them, so that a rerun
-# repeats their runs and their labels keep their meaning.
-BPO_DEFAULTS_BEFORE_B91453A = ("--clip-coef", "0.2", "--temperature", "0.01", "--no-norm-median-adv")
+# bpo_continuous's defaults before issue 16 (up to commit 41f66f7; the flags after the first two did not exist then, and
+# their "off" is what the script did). The studies run with them keep them, so that a rerun repeats their runs and
+# their labels keep their meaning.
+OLD_BPO_DEFAULTS = ("--clip-coef", "0.2", "--temperature", "0.01", "--no-norm-median-adv", "--no-log-distance")
 
 
 def with_old_bpo_defaults(jobs: list[Job]) -> list[Job]:
-    """`jobs` with BPO_DEFAULTS_BEFORE_B91453A put before the bpo_continuous jobs' own arguments (the later flag wins)."""
-    return [replace(job, extra_args=BPO_DEFAULTS_BEFORE_B91453A + job.extra_args) if job.script == "bpo_continuous" else job
+    """`jobs` with OLD_BPO_DEFAULTS put before the bpo_continuous jobs' own arguments (the later flag wins)."""
+    return [replace(job, extra_args=OLD_BPO_DEFAULTS + job.extra_args) if job.script == "bpo_continuous" else job
             for job in jobs]
 
 
@@ -137,9 +138,16 @@ STUDIES: dict[str, list[Job]] = {
     "mujoco_screen_logdist_300k": grid(["bpo_continuous"], ["Hopper-v4", "HalfCheetah-v4", "Ant-v4", "Humanoid-v4"], [1, 2],
                                        300_000, ["--clip-coef", "0.3", "--temperature", "0.1", "--norm-median-adv",
                                                  "--log-distance"], {"bpo_continuous": "bpo_logdist_eps0.3"}),
-    # Confirmation of BPO's recipe (issue 16), chosen by mujoco_screen_300k: bpo_continuous at the defaults it got then
-    # (ε 0.3, λ 0.1 in units of Ã's std; each job's done.json names its commit), 1M steps, seeds 1-5; PPO seeds 4-5 (seeds 1-3 are mujoco_1m's,
-    # borrowed below: ppo_continuous is unchanged since); the paper's mean-baseline ablation at the new defaults, seeds 1-3.
+    # The first recipe of issue 16 (ε 0.3, λ 0.1 in units of Ã's std, the total-variation distance; the defaults at
+    # b91453a), Hopper-v4 seed 1 at 1M steps: its policy entropy collapsed (-1.7 at 1M steps, PPO 1.2) and it scored 1788
+    # (PPO 2755, the old BPO 2671), which led to the log-ratio distance. Its other jobs were stopped and not kept.
+    "hopper_bpo_tv_eps0.3_1m": grid(["bpo_continuous"], ["Hopper-v4"], [1], 1_000_000,
+                                    ["--clip-coef", "0.3", "--temperature", "0.1", "--norm-median-adv", "--no-log-distance",
+                                     "--save-model"], {"bpo_continuous": "bpo_tv_eps0.3"}, resumable=True),
+    # Confirmation of BPO's recipe (issue 16), chosen by mujoco_screen_300k and mujoco_screen_logdist_300k: bpo_continuous
+    # at its defaults since they were set (ε 0.3, λ 0.1 in units of Ã's std, the log-ratio distance; each job's done.json
+    # names its commit), 1M steps, seeds 1-5; PPO seeds 4-5 (seeds 1-3 are mujoco_1m's, borrowed below: ppo_continuous is
+    # unchanged since); the paper's mean-baseline ablation at the new defaults, seeds 1-3.
     # Job order: BPO seeds 1-3 first (against mujoco_1m's PPO), then seeds 4-5 of both, then the ablation.
     "mujoco_bpo_recipe_1m": (
         [job for seed in (1, 2, 3) for job in grid(["bpo_continuous"], ["Hopper-v4", "Ant-v4", "Humanoid-v4"], [seed], 1_000_000,
