@@ -176,7 +176,10 @@ STUDIES: dict[str, list[Job]] = {
 
 # A study's report also includes the finished jobs of another study's config on the same envs: {study: ((other, label),)}.
 # For seeds that a study adds to runs made earlier at unchanged code (the commit of each job is in its done.json).
-BORROWED: dict[str, tuple[tuple[str, str], ...]] = {"mujoco_bpo_recipe_1m": (("mujoco_1m", "ppo_continuous"),)}
+BORROWED: dict[str, tuple[tuple[str, str], ...]] = {
+    "mujoco_bpo_recipe_1m": (("mujoco_1m", "ppo_continuous"),),
+    "mujoco_screen_logdist_300k": (("mujoco_screen_300k", "ppo_continuous"), ("mujoco_screen_300k", "bpo_unitless_eps0.3")),
+}
 
 
 def raw_env_rate(env_id: str, steps: int = 5000) -> float:
