@@ -364,7 +364,8 @@ def main(args: Args):
         if "optimizer" not in checkpoint:
             sys.exit(f"error: {args.resume} holds weights only (saved by an older version); it cannot be resumed")
         here = {k: getattr(args, k) for k in ("resume", "cuda", "torch_threads", "progress", "track")}
-        args = Args(**{**checkpoint["args"], **here})
+        before_issue_16 = {"norm_median_adv": False, "log_distance": False}  # how a run saved before these flags trained
+        args = Args(**{**before_issue_16, **checkpoint["args"], **here})
     check_args(args)
     args.batch_size = int(args.num_envs * args.num_steps)
     args.minibatch_size = int(args.batch_size // args.num_minibatches)

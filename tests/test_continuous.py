@@ -232,6 +232,29 @@ def test_resume_continues_a_cut_off_run_with_its_optimizer_and_normalisation(scr
     assert not (tmp_path / "elsewhere" / "runs").exists()
 
 
+def test_resuming_a_bpo_run_saved_before_the_issue_16_flags_keeps_its_algorithm(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    save = bpo_continuous.save_checkpoint
+
+    def cut_before_second_save(path, agent, envs, args, optimizer, iteration, global_step):
+        if iteration == 2:
+            raise KeyboardInterrupt
+        save(path, agent, envs, args, optimizer, iteration, global_step)
+
+    monkeypatch.setattr(bpo_continuous, "save_checkpoint", cut_before_second_save)
+    with pytest.raises(KeyboardInterrupt):
+        bpo_continuous.main(bpo_continuous.Args(seed=2, save_model=True, **TINY))
+    (checkpoint_path,) = (tmp_path / "runs").glob("*/bpo_continuous.cleanrl_model")
+    old = torch.load(checkpoint_path, weights_only=False)
+    del old["args"]["norm_median_adv"], old["args"]["log_distance"]  # as saved before those flags existed
+    torch.save(old, checkpoint_path)
+    monkeypatch.setattr(bpo_continuous, "save_checkpoint", save)
+    bpo_continuous.main(bpo_continuous.Args(resume=str(checkpoint_path), progress=False))
+    resumed = torch.load(checkpoint_path, weights_only=False)
+    assert resumed["iteration"] == 2
+    assert resumed["args"]["norm_median_adv"] is False and resumed["args"]["log_distance"] is False
+
+
 # ---------------------------------------------------------------- bad input
 
 
