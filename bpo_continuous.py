@@ -2,7 +2,8 @@
 
 Ao et al., "Bounded Ratio Reinforcement Learning", arXiv 2604.18578 (2026). The same script as
 ppo_continuous.py except for the algorithm: a median head u(s) on the critic, its loss, and the BPO
-policy loss |A|·|ρ − ρ*| that pulls the ratio toward the exact bounded-ratio policy π* (Theorem 4.1).
+policy loss that pulls the ratio toward the exact bounded-ratio policy π* (Theorem 4.1): |A|·|log ρ − log ρ*|
+by default, the paper's |A|·|ρ − ρ*| with --no-log-distance (why: benchmarks/results/bpo_diagnosis).
 
     python bpo_continuous.py --env-id Hopper-v4                 # train; logs in runs/{run_name}/
     python bpo_continuous.py --eval-checkpoint runs/X/bpo_continuous.cleanrl_model   # evaluate a saved run
