@@ -10,6 +10,7 @@ Defaults start from the authors' Atari settings (brrl-math.md §4).
     python bpo_atari.py --resume runs/X/bpo_atari.cleanrl_model          # continue a cut-off --save-model run
 """
 
+import math
 import os
 import random
 import sys
@@ -141,7 +142,7 @@ def check_args(args: Args) -> None:
         (args.eval_checkpoint is not None and args.resume is not None, "--eval-checkpoint and --resume exclude each other"),
         (args.repeat_action_probability is not None and not 0.0 <= args.repeat_action_probability <= 1.0,
          f"--repeat-action-probability must lie in [0, 1], got {args.repeat_action_probability}"),
-        (args.temperature < 0, f"--temperature must be >= 0, got {args.temperature}"),
+        (not 0 <= args.temperature < math.inf, f"--temperature must be >= 0 and finite, got {args.temperature}"),
         (args.median_coef < 0, f"--median-coef must be >= 0, got {args.median_coef}"),
     ]
     for bad, message in problems:
@@ -520,7 +521,7 @@ def main(args: Args):
                 # A = Q̂ − V(s) weights the loss, Ã = Q̂ − u(s) sets the target; current heads, detached (brrl-math.md §4)
                 mb_advantages = b_returns[mb_inds] - newvalue.detach()
                 mb_median_advantages = b_returns[mb_inds] - newmedian.detach() if args.use_median else mb_advantages
-                # dividing Ã and Q̂ − u by one scale s sets λ's unit to s (the median loss stays in return units)
+                # Ã / s in the target and (Q̂ − u) / s in the median loss, s = std(Ã): λ in units of s, both losses alike
                 scale = mb_median_advantages.std() + 1e-8 if args.norm_median_adv else 1.0
                 if args.norm_adv:
                     mb_advantages = mb_advantages / (mb_advantages.std() + 1e-8)

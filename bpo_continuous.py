@@ -84,9 +84,9 @@ class Args:
     norm_adv: bool = True
     """toggles dividing the advantage weight |A| by its std (a scale only: the threshold stays put)"""
     clip_coef: float = 0.3
-    """the ratio bound ε: π* keeps π/π0 within [1−ε, 1+ε] (wider than PPO's 0.2, which PPO's ratios overshoot; BPO's hold it)"""
+    """the ratio bound ε: π* keeps π/π0 within [1−ε, 1+ε]; also the value-clipping range, as in PPO (whose default is 0.2)"""
     temperature: float = 0.1
-    """λ of the smoothed target ratio 1 + ε·tanh(Ã/2λ) and of the median loss, in units of Ã's std (see --norm-median-adv); 0 gives the sign target"""
+    """λ of the smoothed target ratio 1 + ε·tanh(Ã/2λ) and of the median loss (Ã = Q̂ − u(s), the median advantage), in units of Ã's std with --norm-median-adv, else of the normalised return; 0 gives the sign target"""
     median_coef: float = 0.5
     """coefficient of the median-head loss"""
     use_median: bool = True
@@ -129,7 +129,7 @@ def check_args(args: Args) -> None:
         (args.total_timesteps < args.num_envs * args.num_steps,
          f"--total-timesteps {args.total_timesteps} is smaller than one batch ({args.num_envs * args.num_steps} steps)"),
         (not 0.0 < args.clip_coef < 1.0, f"--clip-coef must lie in (0, 1), got {args.clip_coef}"),
-        (args.temperature < 0, f"--temperature must be >= 0, got {args.temperature}"),
+        (not 0 <= args.temperature < math.inf, f"--temperature must be >= 0 and finite, got {args.temperature}"),
         (args.median_coef < 0, f"--median-coef must be >= 0, got {args.median_coef}"),
         (args.learning_rate <= 0, f"--learning-rate must be positive, got {args.learning_rate}"),
         (not 0.0 < args.gamma <= 1.0, f"--gamma must lie in (0, 1], got {args.gamma}"),
@@ -475,7 +475,7 @@ def main(args: Args):
                 # A = Q̂ − V(s) weights the loss, Ã = Q̂ − u(s) sets the target; current heads, detached (brrl-math.md §4)
                 mb_advantages = b_returns[mb_inds] - newvalue.detach()
                 mb_median_advantages = b_returns[mb_inds] - newmedian.detach() if args.use_median else mb_advantages
-                # dividing Ã and Q̂ − u by one scale s sets λ's unit to s (the median loss stays in return units)
+                # Ã / s in the target and (Q̂ − u) / s in the median loss, s = std(Ã): λ in units of s, both losses alike
                 scale = mb_median_advantages.std() + 1e-8 if args.norm_median_adv else 1.0
                 if args.norm_adv:
                     mb_advantages = mb_advantages / (mb_advantages.std() + 1e-8)

@@ -26,7 +26,9 @@ CASES = (
     + [(script, dict(repeat_action_probability=1.5), "--repeat-action-probability must lie in [0, 1], got 1.5")
        for script in (ppo_atari, bpo_atari)]
     + [(script, overrides, message) for script in (bpo_continuous, bpo_atari) for overrides, message in
-       [(dict(temperature=-0.1), "--temperature must be >= 0, got -0.1"),
+       [(dict(temperature=-0.1), "--temperature must be >= 0 and finite, got -0.1"),
+        (dict(temperature=float("nan")), "--temperature must be >= 0 and finite, got nan"),
+        (dict(temperature=float("inf")), "--temperature must be >= 0 and finite, got inf"),
         (dict(median_coef=-1.0), "--median-coef must be >= 0, got -1.0")]]
 )
 
