@@ -3,7 +3,7 @@
 Ao et al., "Bounded Ratio Reinforcement Learning", arXiv 2604.18578 (2026). The same script as
 ppo_continuous.py except for the algorithm: a median head u(s) on the critic, its loss, and the BPO
 policy loss that pulls the ratio toward the exact bounded-ratio policy π* (Theorem 4.1): |A|·|log ρ − log ρ*|
-by default, the paper's |A|·|ρ − ρ*| with --no-log-distance (why: benchmarks/results/bpo_diagnosis).
+by default, the paper's |A|·|ρ − ρ*| with --distance tv (why: benchmarks/results/bpo_diagnosis).
 
     python bpo_continuous.py --env-id Hopper-v4                 # train; logs in runs/{run_name}/
     python bpo_continuous.py --eval-checkpoint runs/X/bpo_continuous.cleanrl_model   # evaluate a saved run
@@ -18,6 +18,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -91,8 +92,8 @@ class Args:
     """coefficient of the median-head loss"""
     use_median: bool = True
     """threshold the target at the learned median u(s); --no-use-median uses V(s) (the paper's ablation)"""
-    log_distance: bool = True
-    """measure the distance to the target in log-ratio, |A|·|log ρ − log ρ*| (off: |A|·|ρ − ρ*|, which favours shrinking the std)"""
+    distance: Literal["tv", "sqrt", "log"] = "log"
+    """how the loss measures the gap to the target ratio: |log ρ − log ρ*|, 2|√ρ − √ρ*|, or the paper's |ρ − ρ*| (tv), whose pull on log ρ grows with ρ and so favours shrinking the std"""
     norm_median_adv: bool = True
     """measure --temperature in units of Ã's std over the minibatch, so λ means the same on every task and through training (off: in units of the normalised return)"""
     clip_vloss: bool = True
@@ -230,12 +231,15 @@ def bpo_target_ratio(median_advantage, eps, temperature):
     return 1 + eps * torch.tanh(median_advantage / (2 * temperature))
 
 
-def bpo_loss(logratio, advantage, median_advantage, eps, temperature, log_distance=False):
+def bpo_loss(logratio, advantage, median_advantage, eps, temperature, distance="tv"):
     """Per-sample BPO loss |A|·|ρ − ρ*(Ã)|, the advantage-weighted total variation to π* (l^BPO, brrl-math.md §3; Cor. 4.5),
-    or |A|·|log ρ − log ρ*| (the authors' log-TV variant: the same minimiser, an equal pull on log ρ from either side)."""
+    or 2|A|·|√ρ − √ρ*| (sqrt), or |A|·|log ρ − log ρ*| (log, the authors' log-TV variant): the same minimiser ρ = ρ*,
+    a pull on log ρ of |A|·ρ, |A|·√ρ or |A| (equal at ρ = 1)."""
     target = bpo_target_ratio(median_advantage, eps, temperature)
-    if log_distance:
+    if distance == "log":
         return advantage.abs() * (logratio - target.log()).abs()
+    if distance == "sqrt":
+        return advantage.abs() * 2 * ((logratio / 2).exp() - target.sqrt()).abs()
     return advantage.abs() * (logratio.exp() - target).abs()
 
 
@@ -365,8 +369,10 @@ def main(args: Args):
         if "optimizer" not in checkpoint:
             sys.exit(f"error: {args.resume} holds weights only (saved by an older version); it cannot be resumed")
         here = {k: getattr(args, k) for k in ("resume", "cuda", "torch_threads", "progress", "track")}
-        before_issue_16 = {"norm_median_adv": False, "log_distance": False}  # how a run saved before these flags trained
-        args = Args(**{**before_issue_16, **checkpoint["args"], **here})
+        saved = {"norm_median_adv": False, **checkpoint["args"]}  # a run saved before issue 16 trained with it off
+        if "distance" not in saved:  # saved with the older boolean --log-distance, or before it with the total variation
+            saved["distance"] = "log" if saved.pop("log_distance", False) else "tv"
+        args = Args(**{**saved, **here})
     check_args(args)
     args.batch_size = int(args.num_envs * args.num_steps)
     args.minibatch_size = int(args.batch_size // args.num_minibatches)
@@ -482,7 +488,7 @@ def main(args: Args):
 
                 # Policy loss
                 pg_loss = bpo_loss(logratio, mb_advantages, mb_median_advantages / scale, args.clip_coef, args.temperature,
-                                   args.log_distance).mean()
+                                   args.distance).mean()
                 m_loss = scale * median_loss(b_returns[mb_inds] / scale, newmedian / scale, args.temperature).mean()
                 with torch.no_grad():
                     target = bpo_target_ratio(mb_median_advantages / scale, args.clip_coef, args.temperature)

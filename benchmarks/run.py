@@ -75,14 +75,18 @@ def grid(scripts, env_ids, seeds, total_timesteps, extra_args=(), labels=None, r
 
 
 # bpo_continuous's defaults before issue 16 (up to commit 41f66f7; the flags after the first two did not exist then, and
-# their "off" is what the script did). The studies run with them keep them, so that a rerun repeats their runs and
+# their "off" and "tv" is what the script did). The studies run with them keep them, so that a rerun repeats their runs and
 # their labels keep their meaning.
-OLD_BPO_DEFAULTS = ("--clip-coef", "0.2", "--temperature", "0.01", "--no-norm-median-adv", "--no-log-distance")
+OLD_BPO_DEFAULTS = ("--clip-coef", "0.2", "--temperature", "0.01", "--no-norm-median-adv", "--distance", "tv")
 
 
-def with_old_bpo_defaults(jobs: list[Job]) -> list[Job]:
-    """`jobs` with OLD_BPO_DEFAULTS put before the bpo_continuous jobs' own arguments (the later flag wins)."""
-    return [replace(job, extra_args=OLD_BPO_DEFAULTS + job.extra_args) if job.script == "bpo_continuous" else job
+# bpo_continuous's first recipe of issue 16 (the defaults from b91453a/caf1671 until the distance was settled).
+LOG_RECIPE = ("--clip-coef", "0.3", "--temperature", "0.1", "--norm-median-adv", "--distance", "log")
+
+
+def with_old_bpo_defaults(jobs: list[Job], defaults: tuple[str, ...] = OLD_BPO_DEFAULTS) -> list[Job]:
+    """`jobs` with `defaults` put before the bpo_continuous jobs' own arguments (the later flag wins)."""
+    return [replace(job, extra_args=defaults + job.extra_args) if job.script == "bpo_continuous" else job
             for job in jobs]
 
 
@@ -137,25 +141,26 @@ STUDIES: dict[str, list[Job]] = {
     # |log ρ − log ρ*| pulls equally both ways. Same tasks, seeds and budget as mujoco_screen_300k.
     "mujoco_screen_logdist_300k": grid(["bpo_continuous"], ["Hopper-v4", "HalfCheetah-v4", "Ant-v4", "Humanoid-v4"], [1, 2],
                                        300_000, ["--clip-coef", "0.3", "--temperature", "0.1", "--norm-median-adv",
-                                                 "--log-distance"], {"bpo_continuous": "bpo_logdist_eps0.3"}),
+                                                 "--distance", "log"], {"bpo_continuous": "bpo_logdist_eps0.3"}),
     # The first recipe of issue 16 (ε 0.3, λ 0.1 in units of Ã's std, the total-variation distance; the defaults at
     # b91453a), Hopper-v4 seed 1 at 1M steps: its policy entropy collapsed (-1.7 at 1M steps, PPO 1.2) and it scored 1788
     # (PPO 2755, the old BPO 2671), which led to the log-ratio distance. Its other jobs were stopped and not kept.
     "hopper_bpo_tv_eps0.3_1m": grid(["bpo_continuous"], ["Hopper-v4"], [1], 1_000_000,
-                                    ["--clip-coef", "0.3", "--temperature", "0.1", "--norm-median-adv", "--no-log-distance",
+                                    ["--clip-coef", "0.3", "--temperature", "0.1", "--norm-median-adv", "--distance", "tv",
                                      "--save-model"], {"bpo_continuous": "bpo_tv_eps0.3"}, resumable=True),
     # Confirmation of BPO's recipe (issue 16), chosen by mujoco_screen_300k and mujoco_screen_logdist_300k: bpo_continuous
-    # at its defaults since they were set (ε 0.3, λ 0.1 in units of Ã's std, the log-ratio distance; each job's done.json
-    # names its commit), 1M steps, seeds 1-5; PPO seeds 4-5 (seeds 1-3 are mujoco_1m's, borrowed below: ppo_continuous is
+    # with LOG_RECIPE, its defaults when the study was made (ε 0.3, λ 0.1 in units of Ã's std, the log-ratio distance;
+    # pinned since; each job's done.json names its commit), 1M steps, seeds 1-5; PPO seeds 4-5 (seeds 1-3 are mujoco_1m's, borrowed below: ppo_continuous is
     # unchanged since); the paper's mean-baseline ablation at the new defaults, seeds 1-3.
     # Job order: BPO seeds 1-3 first (against mujoco_1m's PPO), then seeds 4-5 of both, then the ablation.
-    "mujoco_bpo_recipe_1m": (
+    "mujoco_bpo_recipe_1m": with_old_bpo_defaults(
         [job for seed in (1, 2, 3) for job in grid(["bpo_continuous"], ["Hopper-v4", "Ant-v4", "Humanoid-v4"], [seed], 1_000_000,
                                                    ["--save-model"], resumable=True)]
         + [job for seed in (4, 5) for job in grid(["ppo_continuous", "bpo_continuous"], ["Hopper-v4", "Ant-v4", "Humanoid-v4"],
                                                   [seed], 1_000_000, ["--save-model"], resumable=True)]
         + grid(["bpo_continuous"], ["Hopper-v4", "Ant-v4", "Humanoid-v4"], [1, 2, 3], 1_000_000, ["--no-use-median", "--save-model"],
-               {"bpo_continuous": "bpo_mean_baseline"}, resumable=True)
+               {"bpo_continuous": "bpo_mean_baseline"}, resumable=True),
+        LOG_RECIPE,
     ),
     # Issue 16, the distance's trade-off: the log distance (mujoco_bpo_recipe_1m) keeps Ant's entropy far above PPO's and
     # levels off on Hopper; the total variation with ε 0.3 led on Ant with λ 0.01 in return units (ant_bpo_eps_1m, borrowed
@@ -165,6 +170,11 @@ STUDIES: dict[str, list[Job]] = {
     "mujoco_bpo_eps0.3_1m": with_old_bpo_defaults(grid(["bpo_continuous"], ["Hopper-v4"], [1, 2], 1_000_000,
                                                        ["--clip-coef", "0.3", "--save-model"], {"bpo_continuous": "bpo_eps0.3"},
                                                        resumable=True)),
+    # Issue 16, a distance between the two: 2|√ρ − √ρ*| pulls on log ρ with |A|·√ρ (the total variation |A|·ρ, the log
+    # distance |A|), otherwise mujoco_bpo_recipe_1m's recipe; Hopper and Ant, where the two distances trade places, seeds 1-2.
+    "mujoco_bpo_sqrt_1m": with_old_bpo_defaults(grid(["bpo_continuous"], ["Hopper-v4", "Ant-v4"], [1, 2], 1_000_000,
+                                                     ["--distance", "sqrt", "--save-model"], {"bpo_continuous": "bpo_sqrt"},
+                                                     resumable=True), LOG_RECIPE),
     # The suite comparison (issue 17): both scripts at their defaults, 1M steps, 3 seeds, eleven MuJoCo tasks, for the
     # report's suite section (IQM, probability of improvement). All PPO jobs first, cheapest tasks first: BPO's
     # defaults are still being settled, so its half runs last. Pusher is v5: gymnasium's Pusher-v4 refuses mujoco >= 3.
@@ -186,6 +196,8 @@ STUDIES: dict[str, list[Job]] = {
 # For seeds that a study adds to runs made earlier at unchanged code (the commit of each job is in its done.json).
 BORROWED: dict[str, tuple[tuple[str, str], ...]] = {
     "mujoco_bpo_recipe_1m": (("mujoco_1m", "ppo_continuous"),),
+    "mujoco_bpo_sqrt_1m": (("mujoco_1m", "ppo_continuous"), ("mujoco_bpo_recipe_1m", "bpo_continuous"),
+                           ("mujoco_bpo_eps0.3_1m", "bpo_eps0.3"), ("ant_bpo_eps_1m", "bpo_eps0.3")),
     "mujoco_bpo_eps0.3_1m": (("mujoco_1m", "ppo_continuous"), ("ant_bpo_eps_1m", "bpo_eps0.3"), ("mujoco_bpo_recipe_1m", "bpo_continuous")),
     "mujoco_screen_logdist_300k": (("mujoco_screen_300k", "ppo_continuous"), ("mujoco_screen_300k", "bpo_unitless_eps0.3")),
 }

@@ -128,7 +128,7 @@ def smoothed_target_ratio(median_adv: Tensor, eps: float, temperature: float = 0
 
 def bpo_loss(
     ratio: Tensor, advantage: Tensor, median_advantage: Tensor, eps: float, temperature: float = 0.0,
-    log_distance: bool = False,
+    distance: str = "tv",
 ) -> Tensor:
     """Per-sample BPO loss l_BPO(ρ) = |A|·|ρ − ρ*_λ(Ã)| (brrl-math.md §3, Corollary 4.5).
 
@@ -136,14 +136,22 @@ def bpo_loss(
     advantage A = Q − V, the target uses the median advantage Ã = Q − μ. Both are treated as
     constants (detached): gradients flow through ``ratio`` only. No reduction.
 
-    ``log_distance=True`` gives |A|·|log ρ − log ρ*_λ| (the authors' rsl_rl code has it as the "log-TV" variant):
-    the same minimiser ρ = ρ*, but every sample pulls with the same force in log-ratio, where the total
-    variation's pull on log ρ is ∝ ρ (weak on a ratio crushed toward 0, strong on one that grows).
+    ``distance`` picks how the gap to the target is measured, all with the minimiser ρ = ρ*_λ:
+    "tv" |ρ − ρ*| (the paper's), "sqrt" 2·|√ρ − √ρ*|, "log" |log ρ − log ρ*| (the authors' rsl_rl code has it
+    as the "log-TV" variant). Their pull on log ρ is |A|·ρ^α with α = 1, 1/2, 0: equal at ρ = 1; the total
+    variation's is weak on a ratio crushed toward 0 and strong on one that grows, the log distance's the same
+    on both sides. Raises ValueError for another ``distance``.
     """
     target = smoothed_target_ratio(median_advantage.detach(), eps, temperature)
-    if log_distance:
-        return advantage.detach().abs() * (torch.log(ratio) - torch.log(target)).abs()
-    return advantage.detach().abs() * (ratio - target).abs()
+    if distance == "tv":
+        gap = ratio - target
+    elif distance == "sqrt":
+        gap = 2.0 * (torch.sqrt(ratio) - torch.sqrt(target))
+    elif distance == "log":
+        gap = torch.log(ratio) - torch.log(target)
+    else:
+        raise ValueError(f"distance must be 'tv', 'sqrt' or 'log', got {distance!r}")
+    return advantage.detach().abs() * gap.abs()
 
 
 def ppo_loss(ratio: Tensor, advantage: Tensor, eps: float) -> Tensor:

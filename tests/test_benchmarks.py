@@ -334,14 +334,17 @@ def test_suite_study_runs_all_ppo_jobs_first_on_tasks_the_report_can_normalise(t
 
 
 @pytest.mark.parametrize("study, label, expected", [
-    ("mujoco_1m", "bpo_continuous", (0.2, 0.01, False, False)),
-    ("hopper_tuning_300k", "bpo_lambda0.03", (0.2, 0.03, False, False)),
-    ("ant_bpo_eps_1m", "bpo_eps0.3", (0.3, 0.01, False, False)),
-    ("mujoco_screen_300k", "bpo_old", (0.2, 0.01, False, False)),
-    ("mujoco_screen_300k", "bpo_unitless_eps0.3", (0.3, 0.1, True, False)),
-    ("mujoco_screen_logdist_300k", "bpo_logdist_eps0.3", (0.3, 0.1, True, True)),
-    ("hopper_bpo_tv_eps0.3_1m", "bpo_tv_eps0.3", (0.3, 0.1, True, False)),
-    ("mujoco_bpo_recipe_1m", "bpo_continuous", (0.3, 0.1, True, True)),  # the defaults from issue 16 on
+    ("mujoco_1m", "bpo_continuous", (0.2, 0.01, False, "tv")),
+    ("hopper_tuning_300k", "bpo_lambda0.03", (0.2, 0.03, False, "tv")),
+    ("ant_bpo_eps_1m", "bpo_eps0.3", (0.3, 0.01, False, "tv")),
+    ("mujoco_screen_300k", "bpo_old", (0.2, 0.01, False, "tv")),
+    ("mujoco_screen_300k", "bpo_unitless_eps0.3", (0.3, 0.1, True, "tv")),
+    ("mujoco_screen_logdist_300k", "bpo_logdist_eps0.3", (0.3, 0.1, True, "log")),
+    ("hopper_bpo_tv_eps0.3_1m", "bpo_tv_eps0.3", (0.3, 0.1, True, "tv")),
+    ("mujoco_bpo_recipe_1m", "bpo_continuous", (0.3, 0.1, True, "log")),  # the first defaults of issue 16
+    ("mujoco_bpo_recipe_1m", "bpo_mean_baseline", (0.3, 0.1, True, "log")),
+    ("mujoco_bpo_eps0.3_1m", "bpo_eps0.3", (0.3, 0.01, False, "tv")),
+    ("mujoco_bpo_sqrt_1m", "bpo_sqrt", (0.3, 0.1, True, "sqrt")),
 ])
 def test_studies_run_before_a_default_changed_keep_the_settings_they_ran_with(study, label, expected):
     import tyro
@@ -350,4 +353,4 @@ def test_studies_run_before_a_default_changed_keep_the_settings_they_ran_with(st
 
     for job in (j for j in run.STUDIES[study] if j.name == label):
         args = tyro.cli(bpo_continuous.Args, args=job.command()[2:])
-        assert (args.clip_coef, args.temperature, args.norm_median_adv, args.log_distance) == expected
+        assert (args.clip_coef, args.temperature, args.norm_median_adv, args.distance) == expected

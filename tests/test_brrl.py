@@ -217,20 +217,27 @@ def test_bpo_loss_hand_values_and_v_shape():
     torch.testing.assert_close(grad, t64([-2.0, 2.0, -1.0, 3.0]))
 
 
-def test_bpo_log_distance_hand_values_and_equal_pull_in_log_ratio():
+def test_bpo_log_and_sqrt_distances_hand_values_and_their_pull_in_log_ratio():
     ratio = t64([1.0, 1.5, 0.5, 1.0]).requires_grad_()
     adv, median_adv = t64([2.0, 2.0, -1.0, 3.0]), t64([1.0, 1.0, -1.0, -0.5])
-    loss = brrl.bpo_loss(ratio, adv, median_adv, 0.2, log_distance=True)
+    loss = brrl.bpo_loss(ratio, adv, median_adv, 0.2, distance="log")
     expected = [2 * np.log(1.2), 2 * np.log(1.5 / 1.2), 1 * np.log(0.8 / 0.5), 3 * np.log(1 / 0.8)]
     torch.testing.assert_close(loss.detach(), t64(expected))
-    # d/d log ρ: the total variation pulls with |A|·ρ (0.1 for a ratio crushed to 0.1, 3 for one grown to 3), the log
-    # distance with |A| on both sides of the target.
-    log_ratio = t64([np.log(0.1), np.log(3.0)]).requires_grad_()
+    loss = brrl.bpo_loss(ratio, adv, median_adv, 0.2, distance="sqrt")
+    r = np.sqrt
+    expected = [2 * 2 * (r(1.2) - 1), 2 * 2 * (r(1.5) - r(1.2)), 1 * 2 * (r(0.8) - r(0.5)), 3 * 2 * (1 - r(0.8))]
+    torch.testing.assert_close(loss.detach(), t64(expected))
+    # d/d log ρ: the total variation pulls with |A|·ρ (0.04 for a ratio crushed to 0.04, 4 for one grown to 4), the
+    # square-root distance with |A|·√ρ (0.2 and 2), the log distance with |A| on both sides of the target.
+    log_ratio = t64([np.log(0.04), np.log(4.0)]).requires_grad_()
     adv, median_adv = t64([1.0, 1.0]), t64([1.0, 1.0])  # target 1.2
-    (tv_grad,) = torch.autograd.grad(brrl.bpo_loss(log_ratio.exp(), adv, median_adv, 0.2).sum(), log_ratio)
-    (log_grad,) = torch.autograd.grad(brrl.bpo_loss(log_ratio.exp(), adv, median_adv, 0.2, log_distance=True).sum(), log_ratio)
-    torch.testing.assert_close(tv_grad, t64([-0.1, 3.0]))
-    torch.testing.assert_close(log_grad, t64([-1.0, 1.0]))
+    grads = {d: torch.autograd.grad(brrl.bpo_loss(log_ratio.exp(), adv, median_adv, 0.2, distance=d).sum(), log_ratio)[0]
+             for d in ("tv", "sqrt", "log")}
+    torch.testing.assert_close(grads["tv"], t64([-0.04, 4.0]))
+    torch.testing.assert_close(grads["sqrt"], t64([-0.2, 2.0]))
+    torch.testing.assert_close(grads["log"], t64([-1.0, 1.0]))
+    with pytest.raises(ValueError, match="distance must be 'tv', 'sqrt' or 'log', got 'kl'"):
+        brrl.bpo_loss(ratio, adv[:1].expand(4), median_adv[:1].expand(4), 0.2, distance="kl")
 
 
 def test_smoothed_target_tends_to_sign_target_as_temperature_goes_to_zero():
@@ -271,8 +278,9 @@ def test_gradient_descent_on_bpo_loss_reaches_pi_star_and_ppo_loss_does_not():
 
     bpo_ratio = fit_softmax_policy(lambda r: brrl.bpo_loss(r, adv, median_adv, eps), pi0)
     torch.testing.assert_close(bpo_ratio, pi_star_ratio, atol=1e-2, rtol=0)
-    log_ratio = fit_softmax_policy(lambda r: brrl.bpo_loss(r, adv, median_adv, eps, log_distance=True), pi0)
-    torch.testing.assert_close(log_ratio, pi_star_ratio, atol=1e-2, rtol=0)  # the same minimiser
+    for distance in ("sqrt", "log"):  # the same minimiser
+        other_ratio = fit_softmax_policy(lambda r: brrl.bpo_loss(r, adv, median_adv, eps, distance=distance), pi0)
+        torch.testing.assert_close(other_ratio, pi_star_ratio, atol=1e-2, rtol=0)
 
     ppo_ratio = fit_softmax_policy(lambda r: brrl.ppo_loss(r, adv, eps), pi0)
     # PPO drives every A > 0 action to 1 + ε (including action 1, which π* lowers to 1 − ε) ...

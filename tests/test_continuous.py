@@ -232,7 +232,12 @@ def test_resume_continues_a_cut_off_run_with_its_optimizer_and_normalisation(scr
     assert not (tmp_path / "elsewhere" / "runs").exists()
 
 
-def test_resuming_a_bpo_run_saved_before_the_issue_16_flags_keeps_its_algorithm(tmp_path, monkeypatch):
+@pytest.mark.parametrize("saved_flags, expected", [
+    ({}, (False, "tv")),  # before issue 16: neither flag
+    ({"norm_median_adv": True, "log_distance": True}, (True, "log")),  # the boolean flag that --distance replaced
+    ({"norm_median_adv": True, "log_distance": False}, (True, "tv")),
+], ids=["before-issue-16", "log-distance-on", "log-distance-off"])
+def test_resuming_a_bpo_run_saved_before_the_issue_16_flags_keeps_its_algorithm(tmp_path, monkeypatch, saved_flags, expected):
     monkeypatch.chdir(tmp_path)
     save = bpo_continuous.save_checkpoint
 
@@ -246,13 +251,15 @@ def test_resuming_a_bpo_run_saved_before_the_issue_16_flags_keeps_its_algorithm(
         bpo_continuous.main(bpo_continuous.Args(seed=2, save_model=True, **TINY))
     (checkpoint_path,) = (tmp_path / "runs").glob("*/bpo_continuous.cleanrl_model")
     old = torch.load(checkpoint_path, weights_only=False)
-    del old["args"]["norm_median_adv"], old["args"]["log_distance"]  # as saved before those flags existed
+    del old["args"]["norm_median_adv"], old["args"]["distance"]  # as saved before those flags existed
+    old["args"].update(saved_flags)
     torch.save(old, checkpoint_path)
     monkeypatch.setattr(bpo_continuous, "save_checkpoint", save)
     bpo_continuous.main(bpo_continuous.Args(resume=str(checkpoint_path), progress=False))
     resumed = torch.load(checkpoint_path, weights_only=False)
     assert resumed["iteration"] == 2
-    assert resumed["args"]["norm_median_adv"] is False and resumed["args"]["log_distance"] is False
+    assert (resumed["args"]["norm_median_adv"], resumed["args"]["distance"]) == expected
+    assert "log_distance" not in resumed["args"]
 
 
 # ---------------------------------------------------------------- bad input

@@ -21,9 +21,9 @@ def test_inline_losses_equal_common_brrl(ppo, bpo, ppo_eps, bpo_eps):
     median_adv[:10] = 0.0
     torch.testing.assert_close(ppo.ppo_loss(ratio, adv, ppo_eps), brrl.ppo_loss(ratio, adv, ppo_eps), rtol=0, atol=0)
     for temperature in (0.0, 1e-3, 0.3, 10.0):
-        for log_distance in (False, True):
-            torch.testing.assert_close(bpo.bpo_loss(ratio.log(), adv, median_adv, bpo_eps, temperature, log_distance),
-                                       brrl.bpo_loss(ratio, adv, median_adv, bpo_eps, temperature, log_distance),
+        for distance in ("tv", "sqrt", "log"):
+            torch.testing.assert_close(bpo.bpo_loss(ratio.log(), adv, median_adv, bpo_eps, temperature, distance),
+                                       brrl.bpo_loss(ratio, adv, median_adv, bpo_eps, temperature, distance),
                                        rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(bpo.bpo_target_ratio(median_adv, bpo_eps, temperature),
                                    brrl.smoothed_target_ratio(median_adv, bpo_eps, temperature), rtol=1e-12, atol=1e-12)
