@@ -100,12 +100,13 @@ def check_args(args: Args) -> None:
 
 
 def check_writable(folder) -> None:
-    """Create `folder` and write a scratch file in it, or exit with one line naming it: found now, not after the work."""
+    """Exit with one line naming `folder` if a scratch file cannot be written in it, or in the nearest folder above it
+    that exists: found now, not after the work, and nothing is created for a run that fails."""
+    folder = Path(folder).absolute()
     try:
-        os.makedirs(folder, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
+        tempfile.TemporaryFile(dir=next(p for p in (folder, *folder.parents) if p.exists())).close()
     except OSError as e:
-        sys.exit(f"error: cannot write to {os.path.abspath(folder)}: {e.strerror or e}")
+        sys.exit(f"error: cannot write to {folder}: {e.strerror or e}")
 
 
 # ---------------------------------------------------------------- the exact model

@@ -263,7 +263,8 @@ def test_brrl_tabular_checks_its_output_folders_before_the_work(tmp_path, monkey
     (tmp_path / "blocked").write_text("a file where the folder should be")
     assert fails(brrl_tabular.main, brrl_tabular.Args(env_ids=("FrozenLake-v1",), out_dir="blocked/out")).startswith(
         f"error: cannot write to {tmp_path / 'blocked' / 'out'}: ")
-    assert (tmp_path / "runs").is_dir()  # made by the run above, which checked it first
+    assert not (tmp_path / "runs").exists()  # nothing is created for a run that fails
+    (tmp_path / "runs").mkdir()
     deny_writes_in(monkeypatch, tmp_path / "runs")
     assert fails(brrl_tabular.main, brrl_tabular.Args(env_ids=("FrozenLake-v1",))) == (
         f"error: cannot write to {tmp_path / 'runs'}: Permission denied")
