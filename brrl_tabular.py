@@ -23,8 +23,10 @@ of it, and a transition flagged `terminated` pays its reward and then ends in an
 """
 
 import dataclasses
+import math
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,13 +78,17 @@ class Args:
 
 
 def check_args(args: Args) -> None:
-    """Reject bad settings before anything starts: one line naming the problem, non-zero exit."""
+    """Reject bad settings before anything starts: one line naming the problem, non-zero exit.
+    Every numeric flag has its range here (written so that NaN fails too); tests/test_faults.py walks them all."""
     problems = [
+        (not 0 <= args.seed < 2**32, f"--seed must lie in [0, 2**32 - 1] (NumPy's seed range), got {args.seed}"),
+        (not args.exp_name or "/" in args.exp_name or "\\" in args.exp_name,  # it names a folder under runs/
+         f"--exp-name must be a plain name, without '/' or '\\', got '{args.exp_name}'"),
         (len(args.env_ids) == 0, "--env-ids needs at least one environment"),
         (len(args.eps) == 0 and not args.asym_bounds and not args.cem_alpha,
          "nothing bounded to run: give --eps, --asym-bounds or --cem-alpha"),
         *((not 0.0 < eps < 1.0, f"--eps values must lie in (0, 1), got {eps}") for eps in args.eps),
-        *((not 0.0 <= lo < 1.0 < hi, f"--asym-bounds pairs must satisfy 0 <= c_low < 1 < c_high, got {lo} {hi}")
+        *((not 0.0 <= lo < 1.0 < hi < math.inf, f"--asym-bounds pairs must satisfy 0 <= c_low < 1 < c_high, got {lo} {hi}")
           for lo, hi in args.asym_bounds),
         *((not 0.0 < alpha < 1.0, f"--cem-alpha values must lie in (0, 1), got {alpha}") for alpha in args.cem_alpha),
         (args.iterations <= 0, f"--iterations must be positive, got {args.iterations}"),
@@ -91,6 +97,16 @@ def check_args(args: Args) -> None:
     for bad, message in problems:
         if bad:
             sys.exit(f"error: {message}")
+
+
+def check_writable(folder) -> None:
+    """Exit with one line naming `folder` if a scratch file cannot be written in it, or in the nearest folder above it
+    that exists: found now, not after the work, and nothing is created for a run that fails."""
+    folder = Path(folder).absolute()
+    try:
+        tempfile.TemporaryFile(dir=next(p for p in (folder, *folder.parents) if p.exists())).close()
+    except OSError as e:
+        sys.exit(f"error: cannot write to {folder}: {e.strerror or e}")
 
 
 # ---------------------------------------------------------------- the exact model
@@ -475,6 +491,8 @@ def main(args: Args) -> dict[str, list[History]]:
     models = {env_id: build_model(env_id) for env_id in dict.fromkeys(args.env_ids)}
     initial = {env_id: initial_policy(args.init_policy, model, rng) for env_id, model in models.items()}
     methods = methods_from_args(args)
+    for folder in ("runs", args.out_dir):  # before the work, not after it
+        check_writable(folder)
     run_name = f"tabular__{args.exp_name}__{args.seed}__{int(time.time())}"
     writer = SummaryWriter(f"runs/{run_name}")
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
@@ -520,4 +538,8 @@ def main(args: Args) -> dict[str, list[History]]:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    try:
+        main(tyro.cli(Args))
+    except KeyboardInterrupt:  # one line, not a traceback; the iterations are exact and quick: run again
+        print("interrupted: the picture and the summary were not written", file=sys.stderr)
+        sys.exit(130)

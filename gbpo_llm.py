@@ -46,10 +46,12 @@ import copy
 import hashlib
 import inspect
 import json
+import math
 import os
 import random
 import re
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -160,20 +162,26 @@ class Args:
 
 
 def check_args(args: Args) -> None:
-    """Reject bad settings before anything starts: one line naming the problem, non-zero exit."""
+    """Reject bad settings before anything starts: one line naming the problem, non-zero exit.
+    Every numeric flag has its range here (written so that NaN fails too); tests/test_faults.py walks them all."""
     batch = args.prompts_per_batch * args.group_size
     path = args.model_name_or_path
     # A hub id is "name" or "org/name"; anything else, or a path in an existing folder, is a folder that has to exist.
     looks_local = path is not None and (path.startswith((".", "/", "~")) or path.count("/") > 1 or os.path.isabs(path)
                                         or ("/" in path and os.path.isdir(path.split("/")[0])))
     problems = [
+        (not 0 <= args.seed < 2**32, f"--seed must lie in [0, 2**32 - 1] (NumPy's seed range), got {args.seed}"),
+        (not 0 <= args.task_seed < 2**32, f"--task-seed must lie in [0, 2**32 - 1] (NumPy's seed range), got {args.task_seed}"),
+        (args.torch_threads < 1, f"--torch-threads must be at least 1, got {args.torch_threads}"),
+        (not args.exp_name or "/" in args.exp_name or "\\" in args.exp_name,  # it names a folder under runs/ and a file
+         f"--exp-name must be a plain name, without '/' or '\\', got '{args.exp_name}'"),
         (args.loss not in LOSSES, f"--loss must be one of {', '.join(LOSSES)}, got '{args.loss}'"),
         (args.reward not in REWARDS, f"--reward must be one of {', '.join(REWARDS)}, got '{args.reward}'"),
         (args.rl_prompts not in RL_PROMPTS, f"--rl-prompts must be one of {', '.join(RL_PROMPTS)}, got '{args.rl_prompts}'"),
         (args.rl_prompts == "test" and args.reward == "label",
          "--rl-prompts test trains on the held-out prompts, which is only fair without labels: use --reward majority"),
         (not 0.0 < args.clip_low < 1.0, f"--clip-low must lie in (0, 1), got {args.clip_low}"),
-        (not args.clip_high > 0.0, f"--clip-high must be positive, got {args.clip_high}"),
+        (not 0.0 < args.clip_high < math.inf, f"--clip-high must be positive and finite, got {args.clip_high}"),
         (args.group_size < 2, f"--group-size must be at least 2 (group statistics need two responses), got {args.group_size}"),
         (args.prompts_per_batch < 1, f"--prompts-per-batch must be at least 1, got {args.prompts_per_batch}"),
         (args.num_minibatches < 1 or batch % args.num_minibatches != 0,
@@ -181,13 +189,14 @@ def check_args(args: Args) -> None:
          f"does not divide into --num-minibatches {args.num_minibatches}"),
         (args.update_epochs < 1, f"--update-epochs must be at least 1, got {args.update_epochs}"),
         (args.total_iterations < 0, f"--total-iterations must be >= 0, got {args.total_iterations}"),
-        (not args.temperature > 0.0, f"--temperature must be positive, got {args.temperature}"),
-        (not args.gbpo_temperature > 0.0, f"--gbpo-temperature must be positive, got {args.gbpo_temperature}"),
+        (not 0.0 < args.temperature < math.inf, f"--temperature must be positive and finite, got {args.temperature}"),
+        (not 0.0 < args.gbpo_temperature < math.inf, f"--gbpo-temperature must be positive and finite, got {args.gbpo_temperature}"),
         (args.exact_ties and args.loss != "gbpo", "--exact-ties applies to --loss gbpo only"),
-        (args.kl_coef < 0.0, f"--kl-coef must be >= 0, got {args.kl_coef}"),
-        (args.ent_coef < 0.0, f"--ent-coef must be >= 0, got {args.ent_coef}"),
-        (args.learning_rate <= 0.0 or args.warmup_lr <= 0.0, "--learning-rate and --warmup-lr must be positive"),
-        (args.max_grad_norm <= 0.0, f"--max-grad-norm must be positive, got {args.max_grad_norm}"),
+        (not 0.0 <= args.kl_coef < math.inf, f"--kl-coef must be >= 0 and finite, got {args.kl_coef}"),
+        (not 0.0 <= args.ent_coef < math.inf, f"--ent-coef must be >= 0 and finite, got {args.ent_coef}"),
+        (not 0.0 < args.learning_rate < math.inf, f"--learning-rate must be positive and finite, got {args.learning_rate}"),
+        (not 0.0 < args.warmup_lr < math.inf, f"--warmup-lr must be positive and finite, got {args.warmup_lr}"),
+        (not 0.0 < args.max_grad_norm < math.inf, f"--max-grad-norm must be positive and finite, got {args.max_grad_norm}"),
         (args.eval_every < 1 or args.eval_k < 1, "--eval-every and --eval-k must be at least 1"),
         (not 1 <= args.num_digits <= 9, f"--num-digits must lie in [1, 9], got {args.num_digits}"),
         (not 1 <= args.num_test_prompts <= 10 ** (2 * args.num_digits) // 2,
@@ -204,6 +213,30 @@ def check_args(args: Args) -> None:
     for bad, message in problems:
         if bad:
             sys.exit(f"error: {message}")
+
+
+BUILTIN_ONLY = ("cache_dir", "d_model", "n_layers", "n_heads", "warmup_steps", "warmup_batch_size", "warmup_lr", "warmup_noise")
+"""the flags of the built-in transformer and its warm-up, unused with --model-name-or-path"""
+
+
+def ignored_flags(args: Args) -> list[str]:
+    """The flags given on the command line or set away from their defaults that this run does not use: said in one
+    line, not silently dropped."""
+    unused = BUILTIN_ONLY if args.model_name_or_path is not None else ()
+    if args.loss == "grpo" or args.exact_ties:  # the exact target has no temperature
+        unused += ("gbpo_temperature",)
+    default = Args()
+    typed = {a.split("=")[0].removeprefix("--").replace("-", "_") for a in sys.argv[1:] if a.startswith("--")}
+    return [f"--{k.replace('_', '-')}" for k in unused if k in typed or getattr(args, k) != getattr(default, k)]
+
+
+def check_writable(folder) -> None:
+    """Create `folder` and write a scratch file in it, or exit with one line naming it: found now, not after the training."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        sys.exit(f"error: cannot write to {os.path.abspath(folder)}: {e.strerror or e}")
 
 
 # ---------------------------------------------------------------- task: n-digit addition
@@ -546,11 +579,14 @@ def warmed_up_policy(args: Args, task, tokenizer, max_len, device):
             return policy, path, True
     except Exception:  # noqa: BLE001  (no such file, or an unreadable one: train again and overwrite it)
         pass
+    check_writable(args.cache_dir)  # before the warm-up trains, not after
     supervised_warmup(policy, task, tokenizer, args, device)
-    os.makedirs(args.cache_dir, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"  # write, then rename: parallel runs never read a half-written file
-    torch.save({"key": key, "model": policy.state_dict()}, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save({"key": key, "model": policy.state_dict()}, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # disk full: torch reports write failures as RuntimeError
+        sys.exit(f"error: cannot write the warm-up checkpoint {path}: {str(e).strip().splitlines()[0]}")
     return policy, path, False
 
 
@@ -656,6 +692,9 @@ def evaluate(policy, task, tokenizer, args, max_new_tokens, generator, device):
 
 def main(args: Args):
     check_args(args)
+    if ignored := ignored_flags(args):
+        print(f"note: this run does not use {' '.join(ignored)}", file=sys.stderr)
+    check_writable("runs")  # before the warm-up and the RL run, not at the end
     torch.set_num_threads(args.torch_threads)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.cuda and device.type == "cpu":
@@ -793,14 +832,16 @@ def main(args: Args):
     progress.close()
 
     if args.save_model:
-        if args.model_name_or_path is None:
-            checkpoint_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
-            torch.save({"script": Args.exp_name, "args": vars(args), "model": policy.state_dict()}, checkpoint_path)
-        else:
-            checkpoint_path = f"runs/{run_name}/model"
-            policy.model.save_pretrained(checkpoint_path)
-            if isinstance(tokenizer, HFTokenizer):
-                tokenizer.tokenizer.save_pretrained(checkpoint_path)
+        checkpoint_path = f"runs/{run_name}/" + (f"{args.exp_name}.cleanrl_model" if args.model_name_or_path is None else "model")
+        try:
+            if args.model_name_or_path is None:
+                torch.save({"script": Args.exp_name, "args": vars(args), "model": policy.state_dict()}, checkpoint_path)
+            else:
+                policy.model.save_pretrained(checkpoint_path)
+                if isinstance(tokenizer, HFTokenizer):
+                    tokenizer.tokenizer.save_pretrained(checkpoint_path)
+        except (OSError, RuntimeError) as e:  # disk full, folder gone: torch reports write failures as RuntimeError
+            sys.exit(f"error: cannot save the model to {checkpoint_path}: {str(e).strip().splitlines()[0]}")
     writer.close()
     print(f"done: {args.total_iterations} iterations in {time.time() - start_time:.0f}s; held-out accuracy mean@{args.eval_k} "
           f"{accuracy:.3f} (start {first_accuracy:.3f}); logs in runs/{run_name}")
@@ -809,4 +850,8 @@ def main(args: Args):
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    try:
+        main(tyro.cli(Args))
+    except KeyboardInterrupt:  # one line, not a traceback; there is no checkpoint to resume from
+        print("interrupted: nothing was saved (gbpo_llm.py saves the model only at the end, with --save-model)", file=sys.stderr)
+        sys.exit(130)

@@ -11,7 +11,9 @@ The baseline for bpo_continuous.py: CleanRL's ppo_continuous_action recipe and d
 import math
 import os
 import random
+import signal
 import sys
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -96,30 +98,49 @@ class Args:
     bootstrap_truncated: bool = True
     """bootstrap truncated episodes (time limits) from V(final observation) instead of treating them as terminal"""
 
-    # to be filled in runtime
-    batch_size: int = 0
+    # to be filled in runtime (not flags: a value given on the command line would be overwritten)
+    batch_size: tyro.conf.Suppress[int] = 0
     """the batch size (computed in runtime)"""
-    minibatch_size: int = 0
+    minibatch_size: tyro.conf.Suppress[int] = 0
     """the mini-batch size (computed in runtime)"""
-    num_iterations: int = 0
+    num_iterations: tyro.conf.Suppress[int] = 0
     """the number of iterations (computed in runtime)"""
 
 
+HOW_TO_RUN = ("resume", "cuda", "torch_threads", "progress", "track", "wandb_project_name", "wandb_entity")
+"""the flags --resume takes from the command line; the others come from the checkpoint"""
+EVAL_FLAGS = ("eval_checkpoint", "eval_episodes", "eval_deterministic", "seed", "torch_threads", "progress")
+"""the flags --eval-checkpoint uses; the others (--env-id included) come from the checkpoint"""
+
+
 def check_args(args: Args) -> None:
-    """Reject bad settings before anything starts: one line naming the problem, non-zero exit."""
+    """Reject bad settings before anything starts: one line naming the problem, non-zero exit.
+    Every numeric flag has its range here (written so that NaN fails too); tests/test_faults.py walks them all."""
+    batch = args.num_envs * args.num_steps
     problems = [
+        (not 0 <= args.seed < 2**32, f"--seed must lie in [0, 2**32 - 1] (NumPy's seed range), got {args.seed}"),
+        (args.torch_threads < 1, f"--torch-threads must be at least 1, got {args.torch_threads}"),
+        (not args.exp_name or "/" in args.exp_name or "\\" in args.exp_name,  # it names a folder under runs/ and a file
+         f"--exp-name must be a plain name, without '/' or '\\', got '{args.exp_name}'"),
         (args.total_timesteps <= 0, f"--total-timesteps must be positive, got {args.total_timesteps}"),
         (args.num_envs < 1 or args.num_steps < 1, "--num-envs and --num-steps must be at least 1"),
         (args.num_minibatches < 1, f"--num-minibatches must be at least 1, got {args.num_minibatches}"),
-        ((args.num_envs * args.num_steps) % max(args.num_minibatches, 1) != 0,
-         f"the batch (--num-envs {args.num_envs} x --num-steps {args.num_steps} = {args.num_envs * args.num_steps}) "
+        (batch % max(args.num_minibatches, 1) != 0,
+         f"the batch (--num-envs {args.num_envs} x --num-steps {args.num_steps} = {batch}) "
          f"does not divide into --num-minibatches {args.num_minibatches}"),
-        (args.total_timesteps < args.num_envs * args.num_steps,
-         f"--total-timesteps {args.total_timesteps} is smaller than one batch ({args.num_envs * args.num_steps} steps)"),
+        (batch // max(args.num_minibatches, 1) < 2,  # the std of one sample is NaN
+         f"a minibatch needs at least 2 samples (advantages are normalised by their std): the batch of {batch} "
+         f"in --num-minibatches {args.num_minibatches} gives {batch // max(args.num_minibatches, 1)}"),
+        (args.total_timesteps < batch, f"--total-timesteps {args.total_timesteps} is smaller than one batch ({batch} steps)"),
         (not 0.0 < args.clip_coef < 1.0, f"--clip-coef must lie in (0, 1), got {args.clip_coef}"),
-        (args.learning_rate <= 0, f"--learning-rate must be positive, got {args.learning_rate}"),
+        (not 0 < args.learning_rate < math.inf, f"--learning-rate must be positive and finite, got {args.learning_rate}"),
         (not 0.0 < args.gamma <= 1.0, f"--gamma must lie in (0, 1], got {args.gamma}"),
         (not 0.0 <= args.gae_lambda <= 1.0, f"--gae-lambda must lie in [0, 1], got {args.gae_lambda}"),
+        (not 0 <= args.ent_coef < math.inf, f"--ent-coef must be >= 0 and finite, got {args.ent_coef}"),
+        (not 0 <= args.vf_coef < math.inf, f"--vf-coef must be >= 0 and finite, got {args.vf_coef}"),
+        (not 0 < args.max_grad_norm < math.inf, f"--max-grad-norm must be positive and finite, got {args.max_grad_norm}"),
+        (args.target_kl is not None and not 0 < args.target_kl < math.inf,
+         f"--target-kl must be positive and finite, got {args.target_kl}"),
         (args.update_epochs < 1, f"--update-epochs must be at least 1, got {args.update_epochs}"),
         (args.eval_episodes < 1, f"--eval-episodes must be at least 1, got {args.eval_episodes}"),
         (args.eval_checkpoint is not None and args.resume is not None, "--eval-checkpoint and --resume exclude each other"),
@@ -127,6 +148,39 @@ def check_args(args: Args) -> None:
     for bad, message in problems:
         if bad:
             sys.exit(f"error: {message}")
+
+
+def given_flags(args: Args, keep) -> list[str]:
+    """The flags given on the command line or set away from their defaults, except `keep`: a mode that ignores them
+    says so in one line."""
+    default = Args()
+    typed = {a.split("=")[0].removeprefix("--no-").removeprefix("--").replace("-", "_")  # given with its default value
+             for a in sys.argv[1:] if a.startswith("--")}
+    return [f"--{'no-' if v is False else ''}{k.replace('_', '-')}" for k, v in vars(args).items()
+            if k not in keep and (k in typed or v != getattr(default, k))]
+
+
+def check_writable(folder) -> None:
+    """Create `folder` and write a scratch file in it, or exit with one line naming it: found now, not at the first save."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        sys.exit(f"error: cannot write to {os.path.abspath(folder)}: {e.strerror or e}")
+
+
+def exit_on_ctrl_c(checkpoint_path):
+    """From here on, Ctrl-C ends the run with one line saying where its last checkpoint is (exit code 130, no traceback)."""
+
+    def handler(signum, frame):
+        if os.path.exists(checkpoint_path):
+            print(f"interrupted: the last checkpoint is {checkpoint_path}; continue the run with "
+                  f"python {os.path.basename(__file__)} --resume {checkpoint_path}", file=sys.stderr)
+        else:
+            print("interrupted before any checkpoint was saved (--save-model saves one every 10% of training)", file=sys.stderr)
+        sys.exit(130)
+
+    return signal.signal(signal.SIGINT, handler)
 
 
 def make_env(env_id, gamma, obs_rms=None):
@@ -153,8 +207,8 @@ def make_envs(env_id, num_envs, gamma, obs_rms=None):
     and the returned observation is already the next episode's first, so no transition crosses a boundary."""
     try:
         action_space = gym.make(env_id).action_space
-    except gym.error.Error as e:
-        sys.exit(f"error: cannot make environment '{env_id}': {e}")
+    except Exception as e:  # unknown id, removed version (ImportError), missing package (ModuleNotFoundError), ...
+        sys.exit(f"error: cannot make environment '{env_id}': {str(e).strip().splitlines()[0]}")
     if not isinstance(action_space, gym.spaces.Box):
         sys.exit(f"error: {env_id} has a {action_space} action space; this script needs a continuous (Box) one")
     return gym.vector.SyncVectorEnv(
@@ -267,10 +321,13 @@ def save_checkpoint(path, agent, envs, args, optimizer, iteration, global_step):
     training state (optimizer, iteration, random generators), in one file."""
     rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     normalisation = [{k: rms_state(env.get_wrapper_attr(k)) for k in ("obs_rms", "return_rms")} for env in envs.envs]
-    torch.save({"script": Args.exp_name, "args": vars(args), "model": agent.state_dict(), "obs_rms": normalisation[0]["obs_rms"],
-                "normalisation": normalisation, "optimizer": optimizer.state_dict(), "iteration": iteration,
-                "global_step": global_step, "rng": rng}, f"{path}.tmp")
-    os.replace(f"{path}.tmp", path)  # a run cut off while saving keeps the previous checkpoint
+    try:
+        torch.save({"script": Args.exp_name, "args": vars(args), "model": agent.state_dict(), "obs_rms": normalisation[0]["obs_rms"],
+                    "normalisation": normalisation, "optimizer": optimizer.state_dict(), "iteration": iteration,
+                    "global_step": global_step, "rng": rng}, f"{path}.tmp")
+        os.replace(f"{path}.tmp", path)  # a run cut off while saving keeps the previous checkpoint
+    except (OSError, RuntimeError) as e:  # disk full, folder gone: torch reports write failures as RuntimeError
+        sys.exit(f"error: cannot save the checkpoint {path}: {str(e).strip().splitlines()[0]}")
 
 
 def load_checkpoint(path):
@@ -302,6 +359,8 @@ def evaluate(args: Args):
     torch.set_num_threads(args.torch_threads)
     path = args.eval_checkpoint
     checkpoint = load_checkpoint(path)
+    if ignored := given_flags(args, EVAL_FLAGS):
+        print(f"note: --eval-checkpoint uses the saved run's arguments; ignoring {' '.join(ignored)}", file=sys.stderr)
     saved_args = checkpoint["args"]
     obs_rms = RunningMeanStd(shape=checkpoint["obs_rms"]["mean"].shape)
     obs_rms.mean, obs_rms.var, obs_rms.count = (checkpoint["obs_rms"][k] for k in ("mean", "var", "count"))
@@ -330,7 +389,9 @@ def main(args: Args):
         checkpoint = load_checkpoint(args.resume)
         if "optimizer" not in checkpoint:
             sys.exit(f"error: {args.resume} holds weights only (saved by an older version); it cannot be resumed")
-        here = {k: getattr(args, k) for k in ("resume", "cuda", "torch_threads", "progress", "track")}
+        if ignored := given_flags(args, HOW_TO_RUN):
+            print(f"note: --resume continues with the saved run's arguments; ignoring {' '.join(ignored)}", file=sys.stderr)
+        here = {k: getattr(args, k) for k in HOW_TO_RUN}
         args = Args(**{**checkpoint["args"], **here})
     check_args(args)
     args.batch_size = int(args.num_envs * args.num_steps)
@@ -338,6 +399,8 @@ def main(args: Args):
     args.num_iterations = args.total_timesteps // args.batch_size
     run_name = f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = Path(args.resume).parent if checkpoint else Path("runs") / run_name
+    checkpoint_path = str(run_dir / f"{args.exp_name}.cleanrl_model")
+    previous_handler = exit_on_ctrl_c(checkpoint_path)
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -349,6 +412,7 @@ def main(args: Args):
         print("--cuda: no GPU available, running on the CPU", file=sys.stderr)
 
     envs = make_envs(args.env_id, args.num_envs, args.gamma)
+    check_writable(run_dir if checkpoint else run_dir.parent)  # before any training, not at the first save
     agent = Agent(envs).to(device)
     optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)  # one kernel per step
     start_iteration, global_step = 1, 0
@@ -374,7 +438,6 @@ def main(args: Args):
     writer = SummaryWriter(str(run_dir), purge_step=global_step + 1 if checkpoint else None)
     if not checkpoint:
         writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
-    checkpoint_path = str(run_dir / f"{args.exp_name}.cleanrl_model")
 
     obs_shape, action_shape = envs.single_observation_space.shape, envs.single_action_space.shape
     storage = {
@@ -496,12 +559,17 @@ def main(args: Args):
           f"mean return of the last {len(recent_returns)} episodes {recent}; logs in {run_dir}")
     if args.save_model:
         print(f"model saved to {checkpoint_path}")
+    signal.signal(signal.SIGINT, previous_handler)
 
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
-    if args.eval_checkpoint is not None:
-        check_args(args)
-        evaluate(args)
-    else:
-        main(args)
+    try:
+        if args.eval_checkpoint is not None:
+            check_args(args)
+            evaluate(args)
+        else:
+            main(args)
+    except KeyboardInterrupt:  # Ctrl-C in an evaluation (in training, exit_on_ctrl_c's handler answers)
+        print("interrupted: nothing was saved", file=sys.stderr)
+        sys.exit(130)

@@ -29,7 +29,7 @@ CASES = (
        [(dict(temperature=-0.1), "--temperature must be >= 0 and finite, got -0.1"),
         (dict(temperature=float("nan")), "--temperature must be >= 0 and finite, got nan"),
         (dict(temperature=float("inf")), "--temperature must be >= 0 and finite, got inf"),
-        (dict(median_coef=-1.0), "--median-coef must be >= 0, got -1.0")]]
+        (dict(median_coef=-1.0), "--median-coef must be >= 0 and finite, got -1.0")]]
 )
 
 

@@ -282,7 +282,7 @@ def test_warmup_is_cached_and_same_seed_gives_identical_runs(tmp_path, monkeypat
         (dict(reward="votes"), "--reward must be one of label, majority, got 'votes'"),
         (dict(clip_low=1.0), "--clip-low must lie in (0, 1), got 1.0"),
         (dict(clip_low=0.0), "--clip-low must lie in (0, 1), got 0.0"),
-        (dict(clip_high=-0.1), "--clip-high must be positive, got -0.1"),
+        (dict(clip_high=-0.1), "--clip-high must be positive and finite, got -0.1"),
         (dict(group_size=1), "--group-size must be at least 2"),
         (dict(num_minibatches=3), "does not divide into --num-minibatches 3"),
         (dict(exact_ties=True, loss="grpo"), "--exact-ties applies to --loss gbpo only"),
