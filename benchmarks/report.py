@@ -32,11 +32,11 @@ def load_runs(study: str) -> list[dict]:
     """Every finished job of the study and of the configs it borrows (run.BORROWED, on the study's envs): its done.json
     record plus its episodic returns and final SPS (or, for a job without env steps, its held-out accuracy curve)."""
     env_ids = {job.env_id for job in run.STUDIES[study]}
-    jobs = [(study, job) for job in run.STUDIES[study]] + [
-        (other, job) for other, label in run.BORROWED.get(study, ()) for job in run.STUDIES[other]
+    jobs = [(study, job, job.name) for job in run.STUDIES[study]] + [
+        (other, job, here[0] if here else label) for other, label, *here in run.BORROWED.get(study, ()) for job in run.STUDIES[other]
         if job.name == label and job.env_id in env_ids]
     runs = []
-    for source, job in jobs:
+    for source, job, name in jobs:
         folder = job.folder(source)
         if not (folder / "done.json").is_file():
             continue
@@ -44,11 +44,11 @@ def load_runs(study: str) -> list[dict]:
         (run_dir,) = (folder / "runs").iterdir()
         scalars = read_scalars(run_dir)
         if not job.is_env_job:
-            runs.append(record | {"name": job.name, "env_id": job.env_id, "seed": job.seed,
+            runs.append(record | {"name": name, "env_id": job.env_id, "seed": job.seed,
                                   "accuracy": np.array(scalars["eval/accuracy"], dtype=float)})
             continue
         returns = np.array(scalars.get("charts/episodic_return", []), dtype=float).reshape(-1, 2)
-        runs.append(record | {"name": job.name, "env_id": job.env_id, "seed": job.seed, "total": job.total_timesteps,
+        runs.append(record | {"name": name, "env_id": job.env_id, "seed": job.seed, "total": job.total_timesteps,
                               "returns": returns, "sps": scalars["charts/SPS"][-1][1],
                               "kl": np.mean([v for _, v in scalars["losses/approx_kl"]])})
     return runs
@@ -331,6 +331,7 @@ def main(study: tyro.conf.Positional[str]) -> None:
     if not runs:
         sys.exit(f"error: no finished runs in {run.RESULTS / study}; run `python benchmarks/run.py {study}` first")
     out = run.RESULTS / study
+    out.mkdir(parents=True, exist_ok=True)  # a study whose finished runs are all borrowed has no folder yet
     if "accuracy" in runs[0]:
         (out / "README.md").write_text("\n".join(accuracy_report(study, runs, plt)))
         print(f"wrote {out / 'README.md'}")
@@ -341,8 +342,8 @@ def main(study: tyro.conf.Positional[str]) -> None:
 
     lines = [f"# Benchmark study `{study}`", "",
              f"Made by `python benchmarks/run.py {study}` then `python benchmarks/report.py {study}`.",
-             *[f"The finished `{label}` runs of study `{other}` on the same envs are included in `{label}`'s rows and curves."
-               for other, label in run.BORROWED.get(study, ())],
+             *[f"The finished `{label}` runs of study `{other}` on the same envs are included in `{here[0] if here else label}`'s "
+               "rows and curves." for other, label, *here in run.BORROWED.get(study, ())],
              "Score: mean episodic return over the episodes that ended in the last 10% of training; mean ± std over seeds.",
              "SPS: training steps per second at the end of the run; raw: `gym.make(env_id)` stepped with random actions "
              "on the same machine just before and after the run, the higher reading (the yardstick that makes SPS comparable across machines).", "",

@@ -200,7 +200,8 @@ STUDIES: dict[str, list[Job]] = {
 }
 
 
-# A study's report also includes the finished jobs of another study's config on the same envs: {study: ((other, label),)}.
+# A study's report also includes the finished jobs of another study's config on the same envs: {study: ((other, label),)},
+# or ((other, label, label_here),) to file them under this study's label_here (the same settings under another name).
 # For seeds that a study adds to runs made earlier at unchanged code (the commit of each job is in its done.json).
 BORROWED: dict[str, tuple[tuple[str, str], ...]] = {
     "mujoco_bpo_recipe_1m": (("mujoco_1m", "ppo_continuous"),),

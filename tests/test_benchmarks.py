@@ -157,6 +157,18 @@ def test_report_includes_the_borrowed_seeds_of_another_study(tiny_study, monkeyp
     assert "The finished `ppo_continuous` runs of study `tiny`" in text
 
 
+def test_report_files_borrowed_runs_under_the_label_given_for_them(tiny_study, monkeypatch):
+    run.main(run.Cli(study="tiny", workers=2))
+    monkeypatch.setitem(run.STUDIES, "renamed", run.grid(["bpo_continuous"], [TOY], [2], 256, tiny_study[1].extra_args))
+    monkeypatch.setitem(run.BORROWED, "renamed", (("tiny", "bpo", "bpo_continuous"),))
+    runs = report.load_runs("renamed")  # nothing of its own has run: only tiny's seed-1 bpo run, filed as bpo_continuous
+    assert [(r["name"], r["seed"]) for r in runs] == [("bpo_continuous", 1)]
+    report.main("renamed")
+    text = (run.RESULTS / "renamed" / "README.md").read_text()
+    assert "The finished `bpo` runs of study `tiny` on the same envs are included in `bpo_continuous`'s rows" in text
+    assert [line.split(" | ")[1] for line in text.splitlines() if line.startswith(f"| {TOY} |")] == ["bpo_continuous"]
+
+
 def test_final_score_uses_the_last_tenth_of_training():
     returns = np.array([[100, 1.0], [850, 2.0], [900, 10.0], [1000, 20.0]])
     assert report.final_score(returns, 1000) == 15.0
