@@ -183,6 +183,15 @@ STUDIES: dict[str, list[Job]] = {
                                                                ["--no-norm-median-adv", "--temperature", "0.01", "--save-model"],
                                                                {"bpo_continuous": "bpo_log_lambda_ret"}, resumable=True),
                                                           LOG_RECIPE),
+    # Issue 16: with λ 0.01 in return units the log distance led on Hopper (mujoco_bpo_log_lambda_ret_1m) but kept Ant's
+    # entropy far above PPO's and trailed it there, where the total variation led (ant_bpo_eps_1m) but stuck one Hopper seed
+    # (mujoco_bpo_eps0.3_1m). A probe of the square-root distance between them with that λ: Ant seed 1, Hopper seed 2.
+    "mujoco_bpo_sqrt_lambda_ret_1m": with_old_bpo_defaults(
+        grid(["bpo_continuous"], ["Ant-v4"], [1], 1_000_000, ["--distance", "sqrt", "--save-model"],
+             {"bpo_continuous": "bpo_sqrt_lambda_ret"}, resumable=True)
+        + grid(["bpo_continuous"], ["Hopper-v4"], [2], 1_000_000, ["--distance", "sqrt", "--save-model"],
+               {"bpo_continuous": "bpo_sqrt_lambda_ret"}, resumable=True),
+        LOG_RECIPE + ("--no-norm-median-adv", "--temperature", "0.01")),
     # The suite comparison (issue 17): both scripts at their defaults, 1M steps, 3 seeds, eleven MuJoCo tasks, for the
     # report's suite section (IQM, probability of improvement). All PPO jobs first, cheapest tasks first: BPO's
     # defaults are still being settled, so its half runs last. Pusher is v5: gymnasium's Pusher-v4 refuses mujoco >= 3.
@@ -205,6 +214,8 @@ STUDIES: dict[str, list[Job]] = {
 # For seeds that a study adds to runs made earlier at unchanged code (the commit of each job is in its done.json).
 BORROWED: dict[str, tuple[tuple[str, str], ...]] = {
     "mujoco_bpo_recipe_1m": (("mujoco_1m", "ppo_continuous"),),
+    "mujoco_bpo_sqrt_lambda_ret_1m": (("mujoco_1m", "ppo_continuous"), ("mujoco_bpo_log_lambda_ret_1m", "bpo_log_lambda_ret"),
+                                      ("mujoco_bpo_eps0.3_1m", "bpo_eps0.3"), ("ant_bpo_eps_1m", "bpo_eps0.3")),
     "mujoco_bpo_log_lambda_ret_1m": (("mujoco_1m", "ppo_continuous"), ("mujoco_bpo_recipe_1m", "bpo_continuous"),
                                      ("mujoco_bpo_sqrt_1m", "bpo_sqrt")),
     "mujoco_bpo_sqrt_1m": (("mujoco_1m", "ppo_continuous"), ("mujoco_bpo_recipe_1m", "bpo_continuous"),
