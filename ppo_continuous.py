@@ -549,6 +549,7 @@ def main(args: Args):
         progress.set_postfix(SPS=sps, ret=f"{np.mean(recent_returns):.1f}" if recent_returns else "-")
 
         if args.save_model and (iteration % max(1, args.num_iterations // 10) == 0 or iteration == args.num_iterations):
+            writer.flush()  # the logs up to the checkpoint reach the disk with it
             save_checkpoint(checkpoint_path, agent, envs, args, optimizer, iteration, global_step)
 
     progress.close()
