@@ -186,7 +186,7 @@ STUDIES: dict[str, list[Job]] = {
     # Issue 16: with λ 0.01 in return units the log distance led on Hopper (mujoco_bpo_log_lambda_ret_1m) but kept Ant's
     # entropy far above PPO's and trailed it there, where the total variation led (ant_bpo_eps_1m) but stuck one Hopper seed
     # (mujoco_bpo_eps0.3_1m). A probe of the square-root distance between them with that λ: Ant seed 1, Hopper seed 2
-    # (2174 and 2848); then their other seeds and Humanoid.
+    # (scores 2224 and 2859); then their other seeds and Humanoid.
     "mujoco_bpo_sqrt_lambda_ret_1m": with_old_bpo_defaults(
         grid(["bpo_continuous"], ["Ant-v4"], [1], 1_000_000, ["--distance", "sqrt", "--save-model"],
              {"bpo_continuous": "bpo_sqrt_lambda_ret"}, resumable=True)
