@@ -10,6 +10,7 @@ by default, the paper's |A|·|ρ − ρ*| with --distance tv (why: benchmarks/re
     python bpo_continuous.py --resume runs/X/bpo_continuous.cleanrl_model          # continue a cut-off --save-model run
 """
 
+import ctypes.util
 import math
 import os
 import random
@@ -52,6 +53,8 @@ class Args:
     """the entity (team) of the Weights and Biases project"""
     save_model: bool = False
     """if toggled, save the weights, the normalisation statistics and the training state to runs/{run_name}/ every 10% of training"""
+    capture_video: bool = False
+    """if toggled, record env 0's episodes to videos/{run_name}/ with gymnasium's RecordVideo and its default trigger (capped_cubic_video_schedule: episodes 0, 1, 8, 27, ..., 1000, 2000, ...); with --eval-checkpoint, every evaluation episode to videos/{run_name}-eval/ (needs `pip install "brrl[video]"`)"""
     progress: bool = True
     """show a progress bar on the terminal"""
     eval_checkpoint: str | None = None
@@ -120,9 +123,9 @@ class Args:
     """the number of iterations (computed in runtime)"""
 
 
-HOW_TO_RUN = ("resume", "cuda", "torch_threads", "progress", "track", "wandb_project_name", "wandb_entity")
+HOW_TO_RUN = ("resume", "capture_video", "cuda", "torch_threads", "progress", "track", "wandb_project_name", "wandb_entity")
 """the flags --resume takes from the command line; the others come from the checkpoint"""
-EVAL_FLAGS = ("eval_checkpoint", "eval_episodes", "eval_deterministic", "seed", "torch_threads", "progress")
+EVAL_FLAGS = ("eval_checkpoint", "eval_episodes", "eval_deterministic", "capture_video", "seed", "torch_threads", "progress")
 """the flags --eval-checkpoint uses; the others (--env-id included) come from the checkpoint"""
 
 
@@ -198,11 +201,50 @@ def exit_on_ctrl_c(checkpoint_path):
     return signal.signal(signal.SIGINT, handler)
 
 
-def make_env(env_id, gamma, obs_rms=None):
-    """Thunk for one environment: CleanRL's MuJoCo wrappers. With `obs_rms` the normalisation is frozen to it."""
+def choose_mujoco_gl():
+    """MuJoCo's off-screen OpenGL for --capture-video, EGL else OSMesa, set before mujoco is imported: left to itself it
+    finds none on a machine without a display. A MUJOCO_GL set by the user is kept; macOS and Windows need none."""
+    if os.environ.get("MUJOCO_GL") or sys.platform != "linux":
+        return
+    for backend, library in (("egl", "EGL"), ("osmesa", "OSMesa")):
+        if ctypes.util.find_library(library):
+            os.environ["MUJOCO_GL"] = backend
+            return
+
+
+def check_capture_video(env_id):
+    """--capture-video: fail now, in one line, if the recorder or an off-screen renderer is missing, not at the first frame."""
+    try:
+        import moviepy  # noqa: F401  (gymnasium's RecordVideo writes its mp4 files with it)
+    except ImportError:
+        sys.exit('error: --capture-video needs moviepy: pip install "brrl[video]"')
+    modes = gym.make(env_id).metadata.get("render_modes", [])
+    if "rgb_array" not in modes:
+        sys.exit(f"error: --capture-video needs frames, but {env_id} has no rgb_array render mode (it has: {', '.join(modes) or 'none'})")
+    hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None  # a viewer that failed to start fails again when deleted
+    try:
+        env = gym.make(env_id, render_mode="rgb_array")
+        env.reset(seed=0)
+        env.render()
+        env.close()
+        failure = None
+    except Exception as e:  # no OpenGL library, no device, a MUJOCO_GL that does not work here, ...
+        failure = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    sys.unraisablehook = hook
+    if failure:
+        sys.exit(f"error: --capture-video cannot render {env_id} off-screen (MUJOCO_GL={os.environ.get('MUJOCO_GL', 'not set')}: {failure}); "
+                 "install EGL (Debian/Ubuntu: apt install libegl1) or OSMesa (apt install libosmesa6), or set MUJOCO_GL to a backend that works")
+
+
+def make_env(env_id, gamma, obs_rms=None, video_dir=None, episode_trigger=None):
+    """Thunk for one environment: CleanRL's MuJoCo wrappers. With `obs_rms` the normalisation is frozen to it; with
+    `video_dir` the episodes that `episode_trigger` picks (None: gymnasium's default) are recorded there."""
 
     def thunk():
-        env = gym.make(env_id)
+        if video_dir is not None:  # first of all wrappers: the episode as it is played, whatever the learner sees
+            env = gym.wrappers.RecordVideo(gym.make(env_id, render_mode="rgb_array"), str(video_dir), episode_trigger=episode_trigger)
+        else:
+            env = gym.make(env_id)
         env = gym.wrappers.FlattenObservation(env)  # deal with dm_control's Dict observation space
         env = gym.wrappers.RecordEpisodeStatistics(env)  # before normalisation: logs the real return
         env = gym.wrappers.ClipAction(env)
@@ -217,17 +259,23 @@ def make_env(env_id, gamma, obs_rms=None):
     return thunk
 
 
-def make_envs(env_id, num_envs, gamma, obs_rms=None):
+def make_envs(env_id, num_envs, gamma, obs_rms=None, video_dir=None, episode_trigger=None):
     """Vector env with same-step autoreset: a finished episode's last observation arrives in infos["final_obs"]
-    and the returned observation is already the next episode's first, so no transition crosses a boundary."""
+    and the returned observation is already the next episode's first, so no transition crosses a boundary.
+    With `video_dir`, env 0 records its episodes there (make_env)."""
+    if video_dir is not None:
+        choose_mujoco_gl()
     try:
         action_space = gym.make(env_id).action_space
     except Exception as e:  # unknown id, removed version (ImportError), missing package (ModuleNotFoundError), ...
         sys.exit(f"error: cannot make environment '{env_id}': {str(e).strip().splitlines()[0]}")
     if not isinstance(action_space, gym.spaces.Box):
         sys.exit(f"error: {env_id} has a {action_space} action space; this script needs a continuous (Box) one")
+    if video_dir is not None:
+        check_capture_video(env_id)
     return gym.vector.SyncVectorEnv(
-        [make_env(env_id, gamma, obs_rms) for _ in range(num_envs)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+        [make_env(env_id, gamma, obs_rms, video_dir if i == 0 else None, episode_trigger) for i in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
         copy=False,  # observations are copied into torch tensors right away
     )
 
@@ -402,7 +450,13 @@ def evaluate(args: Args):
     saved_args = checkpoint["args"]
     obs_rms = RunningMeanStd(shape=checkpoint["obs_rms"]["mean"].shape)
     obs_rms.mean, obs_rms.var, obs_rms.count = (checkpoint["obs_rms"][k] for k in ("mean", "var", "count"))
-    envs = make_envs(saved_args["env_id"], 1, saved_args["gamma"], obs_rms=obs_rms)
+    video_dir = None
+    if args.capture_video:  # CleanRL's videos/{run_name}-eval/
+        video_dir = Path("videos") / f"{Path(path).resolve().parent.name}-eval"
+        check_writable(video_dir.parent)
+    # every evaluation episode is recorded, not the start of the one that follows the last
+    envs = make_envs(saved_args["env_id"], 1, saved_args["gamma"], obs_rms=obs_rms, video_dir=video_dir,
+                     episode_trigger=lambda episode: episode < args.eval_episodes)
     agent = Agent(envs)
     load_weights(agent, checkpoint, path)
 
@@ -417,7 +471,8 @@ def evaluate(args: Args):
             returns.extend(infos["final_info"]["episode"]["r"][infos["final_info"]["_episode"]])
     envs.close()
     returns = np.array(returns[: args.eval_episodes])
-    print(f"eval {saved_args['env_id']} ({path}): return {returns.mean():.1f} ± {returns.std():.1f} over {len(returns)} episodes")
+    print(f"eval {saved_args['env_id']} ({path}): return {returns.mean():.1f} ± {returns.std():.1f} over {len(returns)} episodes"
+          + (f"; videos in {video_dir}" if video_dir else ""))
     return returns
 
 
@@ -452,7 +507,12 @@ def main(args: Args):
     if args.cuda and device.type == "cpu":
         print("--cuda: no GPU available, running on the CPU", file=sys.stderr)
 
-    envs = make_envs(args.env_id, args.num_envs, args.gamma)
+    video_dir = None
+    if args.capture_video:  # CleanRL's videos/{run_name}/, beside runs/; a resumed run counts episodes from 0 again: its own folder
+        video_name = f"{run_dir.name}-resumed-at-{checkpoint['global_step']}" if checkpoint else run_dir.name
+        video_dir = run_dir.parent.parent / "videos" / video_name
+        check_writable(video_dir.parent)
+    envs = make_envs(args.env_id, args.num_envs, args.gamma, video_dir=video_dir)
     check_writable(run_dir if checkpoint else run_dir.parent)  # before any training, not at the first save
     agent = Agent(envs).to(device)
     optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)  # one kernel per step
@@ -617,7 +677,8 @@ def main(args: Args):
     writer.close()
     recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
     print(f"done: {global_step} steps at {int((global_step - start_step) / (time.time() - start_time))} steps/s; "
-          f"mean return of the last {len(recent_returns)} episodes {recent}; logs in {run_dir}")
+          f"mean return of the last {len(recent_returns)} episodes {recent}; logs in {run_dir}"
+          + (f"; videos in {video_dir}" if video_dir else ""))
     if args.save_model:
         print(f"model saved to {checkpoint_path}")
     signal.signal(signal.SIGINT, previous_handler)

@@ -52,6 +52,8 @@ class Args:
     """the entity (team) of the Weights and Biases project"""
     save_model: bool = False
     """if toggled, save the weights and the training state to runs/{run_name}/ every 10% of training (for --resume)"""
+    capture_video: bool = False
+    """if toggled, record env 0's whole games (every emulator frame, in colour) to videos/{run_name}/ with gymnasium's RecordVideo and its default trigger (capped_cubic_video_schedule: games 0, 1, 8, 27, ..., 1000, 2000, ...); with --eval-checkpoint, every evaluation game to videos/{run_name}-eval/ (needs `pip install "brrl[video]"`)"""
     progress: bool = True
     """show a progress bar on the terminal"""
     eval_checkpoint: str | None = None
@@ -112,9 +114,9 @@ class Args:
     """the number of iterations (computed in runtime)"""
 
 
-HOW_TO_RUN = ("resume", "cuda", "torch_threads", "progress", "track", "wandb_project_name", "wandb_entity")
+HOW_TO_RUN = ("resume", "capture_video", "cuda", "torch_threads", "progress", "track", "wandb_project_name", "wandb_entity")
 """the flags --resume takes from the command line; the others come from the checkpoint"""
-EVAL_FLAGS = ("eval_checkpoint", "eval_episodes", "eval_deterministic", "seed", "torch_threads", "progress")
+EVAL_FLAGS = ("eval_checkpoint", "eval_episodes", "eval_deterministic", "capture_video", "seed", "torch_threads", "progress")
 """the flags --eval-checkpoint uses; the others (--env-id included) come from the checkpoint"""
 
 
@@ -240,19 +242,33 @@ class FireReset(gym.Wrapper):
         return obs, with_game_record(info, record)
 
 
-def make_env(env_id, repeat_action_probability=None):
+def check_capture_video():
+    """--capture-video: fail now, in one line, if the recorder is missing (ALE draws its frames without OpenGL)."""
+    try:
+        import moviepy  # noqa: F401  (gymnasium's RecordVideo writes its mp4 files with it)
+    except ImportError:
+        sys.exit('error: --capture-video needs moviepy: pip install "brrl[video]"')
+
+
+def make_env(env_id, repeat_action_probability=None, video_dir=None, episode_trigger=None):
     """Thunk for one environment: the standard Atari pipeline (Mnih et al. 2015; Machado et al. 2018).
 
     The episode statistics are recorded right after the frame skipping, below the life-loss episodes and the
     reward clipping: the logged return is the real, unclipped score of the whole game. Only the learner sees
-    one episode per life and rewards clipped to {-1, 0, 1}.
+    one episode per life and rewards clipped to {-1, 0, 1}. With `video_dir` the games that `episode_trigger`
+    picks (None: gymnasium's default) are recorded there.
     """
 
     def thunk():
         kwargs = {} if repeat_action_probability is None else {"repeat_action_probability": repeat_action_probability}
         if gym.spec(env_id).kwargs.get("frameskip", 1) != 1:
             kwargs["frameskip"] = 1  # ALE/*-v5 skips frames itself; here AtariPreprocessing does it, with max-pooling
+        if video_dir is not None:
+            kwargs["render_mode"] = "rgb_array"
         env = gym.make(env_id, **kwargs)
+        if video_dir is not None:  # below every wrapper: each emulator frame of whole games, before life loss and reward clipping
+            # ALE's metadata says 30 frames per second, but it emulates the console's 60 and every one is recorded
+            env = gym.wrappers.RecordVideo(env, str(video_dir), episode_trigger=episode_trigger, fps=60)
         env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True)
         env = gym.wrappers.RecordEpisodeStatistics(env)  # raw rewards, and the episode ends with the game
         env = EpisodicLife(env)
@@ -265,9 +281,10 @@ def make_env(env_id, repeat_action_probability=None):
     return thunk
 
 
-def make_envs(env_id, num_envs, repeat_action_probability=None):
+def make_envs(env_id, num_envs, repeat_action_probability=None, video_dir=None, episode_trigger=None):
     """Vector env with same-step autoreset: a finished episode's last observation arrives in infos["final_obs"]
-    and the returned observation is already the next episode's first, so no transition crosses a boundary."""
+    and the returned observation is already the next episode's first, so no transition crosses a boundary.
+    With `video_dir`, env 0 records its games there (make_env)."""
     try:
         probe = gym.make(env_id)
     except Exception as e:  # unknown id, removed version (ImportError), missing package (ModuleNotFoundError), ...
@@ -280,8 +297,10 @@ def make_envs(env_id, num_envs, repeat_action_probability=None):
         sys.exit(f"error: {env_id} is not an Atari game; use an ALE id such as BreakoutNoFrameskip-v4 or ALE/Breakout-v5")
     if not isinstance(gym.spec(env_id).kwargs.get("frameskip", 1), int):
         sys.exit(f"error: {env_id} skips a random number of frames; use the NoFrameskip-v4 or the ALE/...-v5 id of the game")
+    if video_dir is not None:
+        check_capture_video()
     return gym.vector.SyncVectorEnv(
-        [make_env(env_id, repeat_action_probability) for _ in range(num_envs)],
+        [make_env(env_id, repeat_action_probability, video_dir if i == 0 else None, episode_trigger) for i in range(num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
         copy=False,  # observations are copied into the rollout storage before the next step
     )
@@ -434,7 +453,13 @@ def evaluate(args: Args):
     if ignored := given_flags(args, EVAL_FLAGS):
         print(f"note: --eval-checkpoint uses the saved run's arguments; ignoring {' '.join(ignored)}", file=sys.stderr)
     saved_args = checkpoint["args"]
-    envs = make_envs(saved_args["env_id"], 1, saved_args["repeat_action_probability"])
+    video_dir = None
+    if args.capture_video:  # CleanRL's videos/{run_name}-eval/
+        video_dir = Path("videos") / f"{Path(path).resolve().parent.name}-eval"
+        check_writable(video_dir.parent)
+    # every evaluation game is recorded, not the start of the one that follows the last
+    envs = make_envs(saved_args["env_id"], 1, saved_args["repeat_action_probability"], video_dir=video_dir,
+                     episode_trigger=lambda episode: episode < args.eval_episodes)
     agent = Agent(envs)
     load_weights(agent, checkpoint, path)
 
@@ -448,7 +473,8 @@ def evaluate(args: Args):
         returns.extend(r for r, _ in finished_games(infos))
     envs.close()
     returns = np.array(returns[: args.eval_episodes])
-    print(f"eval {saved_args['env_id']} ({path}): return {returns.mean():.1f} ± {returns.std():.1f} over {len(returns)} episodes")
+    print(f"eval {saved_args['env_id']} ({path}): return {returns.mean():.1f} ± {returns.std():.1f} over {len(returns)} episodes"
+          + (f"; videos in {video_dir}" if video_dir else ""))
     return returns
 
 
@@ -480,7 +506,12 @@ def main(args: Args):
     if args.cuda and device.type == "cpu":
         print("--cuda: no GPU available, running on the CPU", file=sys.stderr)
 
-    envs = make_envs(args.env_id, args.num_envs, args.repeat_action_probability)
+    video_dir = None
+    if args.capture_video:  # CleanRL's videos/{run_name}/, beside runs/; a resumed run counts games from 0 again: its own folder
+        video_name = f"{run_dir.name}-resumed-at-{checkpoint['global_step']}" if checkpoint else run_dir.name
+        video_dir = run_dir.parent.parent / "videos" / video_name
+        check_writable(video_dir.parent)
+    envs = make_envs(args.env_id, args.num_envs, args.repeat_action_probability, video_dir=video_dir)
     check_writable(run_dir if checkpoint else run_dir.parent)  # before any training, not at the first save
     agent = Agent(envs).to(device)
     optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)  # one kernel per step
@@ -622,7 +653,8 @@ def main(args: Args):
     writer.close()
     recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
     print(f"done: {global_step} steps at {int((global_step - start_step) / (time.time() - start_time))} steps/s; "
-          f"mean return of the last {len(recent_returns)} episodes {recent}; logs in {run_dir}")
+          f"mean return of the last {len(recent_returns)} episodes {recent}; logs in {run_dir}"
+          + (f"; videos in {video_dir}" if video_dir else ""))
     if args.save_model:
         print(f"model saved to {checkpoint_path}")
     signal.signal(signal.SIGINT, previous_handler)

@@ -38,3 +38,6 @@ class StepCounterEnv(gym.Env):
 gym.register("StepCounter-v0", entry_point=StepCounterEnv, max_episode_steps=5)
 gym.register("NaNAfter3000-v0", entry_point=StepCounterEnv, kwargs=dict(nan_after=3000, obs_dim=3, action_dim=2),
              max_episode_steps=50)
+# Hopper with small frames and episodes cut at 10 steps: the --capture-video tests record whole episodes in seconds
+gym.register("VideoHopper-v4", entry_point="gymnasium.envs.mujoco.hopper_v4:HopperEnv", max_episode_steps=10,
+             kwargs=dict(width=96, height=64))
