@@ -393,7 +393,7 @@ def test_evaluation_finishes_when_every_game_ends_inside_a_reset(script, tmp_pat
     envs = scripted_envs(script, end_at=4, fire=False, num_envs=1)
     torch.save({"script": script.__name__, "args": {"env_id": "Scripted-v0", "repeat_action_probability": None},
                 "model": script.Agent(envs).state_dict()}, tmp_path / "scripted.cleanrl_model")
-    monkeypatch.setattr(script, "make_envs", lambda *args: envs)
+    monkeypatch.setattr(script, "make_envs", lambda *args, **kwargs: envs)
     returns = script.evaluate(script.Args(eval_checkpoint=str(tmp_path / "scripted.cleanrl_model"), eval_episodes=3))
     assert returns.tolist() == [4.0, 4.0, 4.0]
 
