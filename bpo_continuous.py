@@ -2,8 +2,8 @@
 
 Ao et al., "Bounded Ratio Reinforcement Learning", arXiv 2604.18578 (2026). The same script as
 ppo_continuous.py except for the algorithm: a median head u(s) on the critic, its loss, and the BPO
-policy loss that pulls the ratio toward the exact bounded-ratio policy π* (Theorem 4.1): |A|·|log ρ − log ρ*|
-by default, the paper's |A|·|ρ − ρ*| with --distance tv (why: benchmarks/results/bpo_diagnosis).
+policy loss that pulls the ratio toward the exact bounded-ratio policy π* (Theorem 4.1): 2|A|·|√ρ − √ρ*|
+by default, the paper's |A|·|ρ − ρ*| with --distance tv (why: docs/bpo-recipe.md).
 
     python bpo_continuous.py --env-id Hopper-v4                 # train; logs in runs/{run_name}/
     python bpo_continuous.py --eval-checkpoint runs/X/bpo_continuous.cleanrl_model   # evaluate a saved run
@@ -91,16 +91,16 @@ class Args:
     """toggles dividing the advantage weight |A| by its std (a scale only: the threshold stays put)"""
     clip_coef: float = 0.3
     """the ratio bound ε: π* keeps π/π0 within [1−ε, 1+ε]; also the value-clipping range, as in PPO (whose default is 0.2)"""
-    temperature: float = 0.1
-    """λ of the smoothed target ratio 1 + ε·tanh(Ã/2λ) and of the median loss (Ã = Q̂ − u(s), the median advantage), in units of Ã's std with --norm-median-adv, else of the normalised return; 0 gives the sign target"""
+    temperature: float = 0.01
+    """λ of the smoothed target ratio 1 + ε·tanh(Ã/2λ) and of the median loss (Ã = Q̂ − u(s), the median advantage), in units of the normalised return (of Ã's std with --norm-median-adv): the targets soften as Ã's spread shrinks; 0 gives the sign target"""
     median_coef: float = 0.5
     """coefficient of the median-head loss"""
     use_median: bool = True
     """threshold the target at the learned median u(s); --no-use-median uses V(s) (the paper's ablation)"""
-    distance: Literal["tv", "sqrt", "log"] = "log"
-    """how the loss measures the gap to the target ratio: |log ρ − log ρ*|, 2|√ρ − √ρ*|, or the paper's |ρ − ρ*| (tv), whose pull on log ρ grows with ρ and so favours shrinking the std"""
-    norm_median_adv: bool = True
-    """measure --temperature in units of Ã's std over the minibatch, so λ means the same on every task and through training (off: in units of the normalised return)"""
+    distance: Literal["tv", "sqrt", "log"] = "sqrt"
+    """how the loss measures the gap to the target ratio: 2|√ρ − √ρ*|, |log ρ − log ρ*|, or the paper's |ρ − ρ*| (tv); their pull on log ρ is ∝ √ρ, 1, ρ: tv shrinks the std fastest, log slowest"""
+    norm_median_adv: bool = False
+    """measure --temperature in units of Ã's std over the minibatch, so the targets do not soften as training goes on (off: in units of the normalised return)"""
     clip_vloss: bool = True
     """toggles whether or not to use a clipped loss for the value function, as per the paper"""
     ent_coef: float = 0.0
