@@ -29,9 +29,10 @@ from benchmarks.tb import read_scalars  # noqa: E402
 
 
 def load_runs(study: str) -> list[dict]:
-    """Every finished job of the study and of the configs it borrows (run.BORROWED, on the study's envs): its done.json
+    """Every finished job of the study and of the configs it borrows (run.BORROWED, on the study's envs and
+    run.STUDY_ENVS): its done.json
     record plus its episodic returns and final SPS (or, for a job without env steps, its held-out accuracy curve)."""
-    env_ids = {job.env_id for job in run.STUDIES[study]}
+    env_ids = {job.env_id for job in run.STUDIES[study]} | set(run.STUDY_ENVS.get(study, ()))
     jobs = [(study, job, job.name) for job in run.STUDIES[study]] + [
         (other, job, here[0] if here else label) for other, label, *here in run.BORROWED.get(study, ()) for job in run.STUDIES[other]
         if job.name == label and job.env_id in env_ids]

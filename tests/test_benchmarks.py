@@ -169,6 +169,15 @@ def test_report_files_borrowed_runs_under_the_label_given_for_them(tiny_study, m
     assert [line.split(" | ")[1] for line in text.splitlines() if line.startswith(f"| {TOY} |")] == ["bpo_continuous"]
 
 
+def test_report_covers_an_env_whose_runs_are_all_borrowed(tiny_study, monkeypatch):
+    run.main(run.Cli(study="tiny", workers=2))
+    monkeypatch.setitem(run.STUDIES, "elsewhere", run.grid(["ppo_continuous"], ["Hopper-v4"], [1], 256))
+    monkeypatch.setitem(run.BORROWED, "elsewhere", (("tiny", "ppo_continuous"),))
+    assert report.load_runs("elsewhere") == []  # tiny's runs are on another env
+    monkeypatch.setitem(run.STUDY_ENVS, "elsewhere", (TOY,))
+    assert [(r["name"], r["env_id"], r["seed"]) for r in report.load_runs("elsewhere")] == [("ppo_continuous", TOY, 1)]
+
+
 def test_final_score_uses_the_last_tenth_of_training():
     returns = np.array([[100, 1.0], [850, 2.0], [900, 10.0], [1000, 20.0]])
     assert report.final_score(returns, 1000) == 15.0
