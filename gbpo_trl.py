@@ -256,6 +256,10 @@ class GBPOTrainer(trl.GRPOTrainer):
     def __init__(self, model, reward_funcs=None, args=None, *rest, **kwargs):
         if args is not None and (problems := unsupported_options(args)):
             raise ValueError("GBPOTrainer does not implement these GRPOConfig options: " + "; ".join(problems))
+        for f in reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]:
+            if isinstance(f, MajorityVoteReward) and args is not None and f.num_generations != args.num_generations:
+                raise ValueError(f"MajorityVoteReward(num_generations={f.num_generations}) votes on groups of another "
+                                 f"size than the trainer's num_generations={args.num_generations}")
         super().__init__(model, reward_funcs, args, *rest, **kwargs)
         self.gbpo_temperature = getattr(self.args, "gbpo_temperature", 1e-4)
         self.exact_ties = getattr(self.args, "exact_ties", False)

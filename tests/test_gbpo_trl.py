@@ -192,6 +192,25 @@ def test_trainer_advantages_and_targets_equal_common_brrl_on_the_stashed_rewards
     assert {"gbpo/target_ratio_mean", "gbpo/ratio_target_gap", "reward", "entropy"} <= logged.keys()
 
 
+def a_share_unscorable(completions, **kwargs):
+    """a_share, but completions 1, 4, 7, ... of the batch cannot be scored (None)."""
+    return [None if i % 3 == 1 else r for i, r in enumerate(a_share(completions))]
+
+
+def test_trainer_leaves_unscorable_completions_out_of_the_group_statistics(tmp_path):
+    trainer = recording_trainer(tmp_path, reward=a_share_unscorable, exact_ties=True, gradient_accumulation_steps=2,
+                                max_steps=2)
+    trainer.train()
+    for g in trainer.generations:
+        rewards = g["rewards"][:, 0].view(-1, 4)
+        assert rewards.isnan().any()
+        for group, advantages, targets in zip(rewards, g["advantages"].view(-1, 4), g["targets"].view(-1, 4)):
+            kept = ~group.isnan()
+            assert advantages[~kept].eq(0).all()
+            torch.testing.assert_close(advantages[kept], brrl.group_advantage(group[kept]), rtol=0, atol=0)
+            torch.testing.assert_close(targets[kept], brrl.gbpo_target_ratio(group[kept], 0.2, 0.2, exact_ties=True))
+
+
 def test_trainer_rejects_options_the_gbpo_loss_does_not_implement(tmp_path):
     args = config(tmp_path, loss_type="sapo", delta=2.0, scale_rewards="batch")
     with pytest.raises(ValueError) as e:
@@ -203,6 +222,9 @@ def test_trainer_rejects_options_the_gbpo_loss_does_not_implement(tmp_path):
     assert gbpo_trl.unsupported_options(config(tmp_path, importance_sampling_level="sequence"))[0].startswith(
         "importance_sampling_level='sequence'")
     assert gbpo_trl.unsupported_options(config(tmp_path)) == []
+    with pytest.raises(ValueError, match=r"MajorityVoteReward\(num_generations=8\) votes on groups of another size"):
+        gbpo_trl.GBPOTrainer(model=tiny_qwen2(), reward_funcs=[gbpo_trl.MajorityVoteReward(8)], args=config(tmp_path),
+                             train_dataset=prompts(), processing_class=char_tokenizer())
 
 
 def test_toy_reward_rises_within_a_few_dozen_steps_with_gbpo(tmp_path):
