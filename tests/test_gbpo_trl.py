@@ -211,6 +211,24 @@ def test_trainer_leaves_unscorable_completions_out_of_the_group_statistics(tmp_p
             torch.testing.assert_close(targets[kept], brrl.gbpo_target_ratio(group[kept], 0.2, 0.2, exact_ties=True))
 
 
+def test_trainer_keeps_its_process_slice_of_whole_group_statistics(tmp_path, monkeypatch):
+    """Process 1 of 4, 2 completions each, groups of 4: its completions are the second half of group 0, whose
+    statistics come from all four gathered rewards (TRL's order: process 0's completions, then process 1's, ...)."""
+    trainer = recording_trainer(tmp_path)
+    gathered = torch.tensor([[1.0], [0.0], [0.0], [0.5], [2.0], [2.0], [1.0], [0.0]])
+
+    def trl_part(self, inputs):  # TRL's own work, reduced to what GBPO reads: the local batch and the gathered rewards
+        self._gbpo_rewards_per_func = gathered
+        return {"prompt_ids": torch.zeros(2, 3, dtype=torch.long), "advantages": torch.full((2,), float("nan"))}
+
+    monkeypatch.setattr(trl.GRPOTrainer, "_generate_and_score_completions", trl_part)
+    monkeypatch.setattr(type(trainer.accelerator), "process_index", property(lambda self: 1))
+    out = gbpo_trl.GBPOTrainer._generate_and_score_completions(trainer, [])  # GBPO's override, without the recording
+    scores = gathered.view(2, 4)
+    torch.testing.assert_close(out["advantages"], brrl.group_advantage(scores)[0, 2:], rtol=0, atol=0)
+    torch.testing.assert_close(out["gbpo_target_ratio"], brrl.gbpo_target_ratio(scores, 0.2, 0.2)[0, 2:])
+
+
 def test_trainer_rejects_options_the_gbpo_loss_does_not_implement(tmp_path):
     args = config(tmp_path, loss_type="sapo", delta=2.0, scale_rewards="batch")
     with pytest.raises(ValueError) as e:
