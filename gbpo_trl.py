@@ -399,6 +399,8 @@ class Args:
     """if toggled, save the fine-tuned model and tokenizer to runs/{run_name}/model at the end"""
     use_cpu: bool = False
     """if toggled, train on the CPU even when a GPU is present"""
+    bf16: bool = False
+    """if toggled, train in bfloat16 mixed precision (a GPU that supports it)"""
 
 
 def check_args(args: Args) -> None:
@@ -465,14 +467,6 @@ def main(args: Args) -> None:
     import transformers
 
     path = os.path.expanduser(args.model_name_or_path)
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = transformers.AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as e:
-        sys.exit(f"error: --model-name-or-path {args.model_name_or_path}: cannot load a causal LM and its tokenizer: "
-                 f"{str(e).strip().splitlines()[0]}")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     model_name = os.path.basename(os.path.normpath(path))
     run_name = f"{model_name}__{args.exp_name}__{args.loss}__{args.seed}__{int(time.time())}"
     config_class, trainer_class = (GBPOConfig, GBPOTrainer) if args.loss == "gbpo" else (trl.GRPOConfig, trl.GRPOTrainer)
@@ -485,9 +479,17 @@ def main(args: Args) -> None:
             gradient_accumulation_steps=args.gradient_accumulation_steps, num_generations=args.num_generations,
             num_iterations=args.num_iterations, max_completion_length=args.max_completion_length,
             temperature=args.temperature, epsilon=args.epsilon, epsilon_high=args.epsilon_high, loss_type=args.loss_type,
-            beta=args.beta, use_cpu=args.use_cpu, **gbpo)
+            beta=args.beta, use_cpu=args.use_cpu, bf16=args.bf16, **gbpo)
     except ValueError as e:  # TRL's own checks, e.g. a batch that does not hold whole groups
         sys.exit(f"error: {str(e).strip().splitlines()[0]}")
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = transformers.AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as e:
+        sys.exit(f"error: --model-name-or-path {args.model_name_or_path}: cannot load a causal LM and its tokenizer: "
+                 f"{str(e).strip().splitlines()[0]}")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
     reward = label_reward if args.reward == "label" else MajorityVoteReward(args.num_generations)
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback

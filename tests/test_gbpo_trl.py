@@ -279,7 +279,11 @@ def test_script_bad_input_is_one_error_line(tmp_path, saved_model, capsys):
                           (dict(model_name_or_path=str(folder), data=str(tmp_path / "bad.jsonl")),
                            f"error: {tmp_path / 'bad.jsonl'} line 2: expected"),
                           (dict(model_name_or_path=str(folder), data=str(tmp_path / "bad.jsonl"), epsilon=1.5),
-                           "error: --epsilon must lie in (0, 1), got 1.5")]:
+                           "error: --epsilon must lie in (0, 1), got 1.5"),
+                          (dict(model_name_or_path=str(folder), data=str(data), per_device_train_batch_size=3, num_generations=4),
+                           "error: generation_batch_size (3) must be divisible by num_generations (4)"),
+                          (dict(model_name_or_path=str(tmp_path), data=str(data), use_cpu=True),
+                           f"error: --model-name-or-path {tmp_path}: cannot load a causal LM and its tokenizer")]:
         with pytest.raises(SystemExit) as e:
             gbpo_trl.main(gbpo_trl.Args(**args))
         assert str(e.value).startswith(message)
