@@ -220,6 +220,16 @@ STUDIES: dict[str, list[Job]] = {
                                                   "--update-epochs", epochs, "--loss", loss), f"{loss}_eps{eps}_ep{epochs}")
         for seed in (1, 2, 3) for eps, epochs in (("0.2", "1"), ("0.2", "10"), ("0.3", "10")) for loss in ("grpo", "gbpo")
     ],
+    # GBPO's two targets (issue 20): the default sigmoid target, which gives a response tied at the group's median
+    # σ(0) = 1/2 of the band, against --exact-ties (Theorem 4.1 over the group: the tie value keeps the group's mean
+    # target ratio at 1). With near-binary rewards most of a group ties at the median, where they differ; a TRL trial of a
+    # toy reward collapsed once in three seeds with the sigmoid and never with exact ties. ε 0.2, 10 update epochs (where
+    # gbpo_llm's GBPO held most of its peak but did not keep improving), majority-vote reward, seeds 1-5, both arms fresh.
+    "gbpo_llm_ties": [
+        Job("gbpo_llm", "addition", seed, None, ("--reward", "majority", "--clip-low", "0.2", "--clip-high", "0.2",
+                                                  "--update-epochs", "10", "--loss", "gbpo", *ties), label)
+        for seed in (1, 2, 3, 4, 5) for ties, label in (((), "gbpo_sigmoid_ep10"), (("--exact-ties",), "gbpo_exact_ties_ep10"))
+    ],
 }
 
 
