@@ -202,3 +202,14 @@ def test_evaluate_rejects_missing_and_foreign_checkpoints(tmp_path):
 def test_check_args_rejects_out_of_range_numbers(field, value, message):
     with pytest.raises(SystemExit, match="^error: .*" + message.replace("(", r"\(").replace(")", r"\)")):
         loco.check_args(loco.Args(**{field: value}))
+
+
+def test_go1_study_compares_ppo_and_bpo_at_equal_settings_over_three_seeds():
+    from benchmarks import run
+
+    jobs = run.STUDIES["locomotion_go1_rough_5m"]
+    assert {(j.name, j.seed) for j in jobs} == {(f"{a}_rsl_rl", s) for a in ("ppo", "bpo") for s in (1, 2, 3)}
+    assert all(j.script == "locomotion_rsl_rl" and j.env_id == "Go1JoystickRoughTerrain-v1" and j.total_timesteps == 5_000_000
+               and j.extra_args == ("--algo", j.name.split("_")[0]) for j in jobs)
+    assert "locomotion_rsl_rl" in run.ENVPOOL_SCRIPTS
+    assert run.raw_env_rate("Go1JoystickFlatTerrain-v1", steps=50, envpool=True) > 0  # the yardstick steps envpool's env
