@@ -192,3 +192,19 @@ def test_unsupported_settings_are_rejected_in_one_message():
     # an Isaac Lab config passes the unused extensions as None: accepted
     assert isinstance(OnPolicyRunner(env, train_cfg(rnd_cfg=None, symmetry_cfg=None), log_dir=None, device="cpu").alg,
                       bpo_rsl_rl.BPO)
+
+
+def test_mjlab_trains_bpo_for_two_iterations_on_the_cpu(tmp_path, monkeypatch):
+    """mjlab (1.6 pins rsl-rl-lib 5.4.2 and mujoco 3.11) is not in this project's environment: the test skips without it.
+    Written from mjlab 1.6's source (mjlab.scripts.train), not run here."""
+    pytest.importorskip("mjlab")
+    import mjlab.tasks  # noqa: F401  (fills mjlab's task registry)
+    from mjlab.scripts.train import TrainConfig, launch_training
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # launch_training sets it; restored after the test
+    cfg = TrainConfig.from_task("Mjlab-Velocity-Flat-Unitree-Go1")
+    cfg.env.scene.num_envs, cfg.agent.max_iterations, cfg.gpu_ids, cfg.log_root = 4, 2, None, str(tmp_path)
+    cfg.agent.algorithm.class_name = "bpo_rsl_rl:BPO"
+    launch_training("Mjlab-Velocity-Flat-Unitree-Go1", cfg)
+    saved = torch.load(max(tmp_path.rglob("model_*.pt")), weights_only=False)
+    assert "median_state_dict" in saved
