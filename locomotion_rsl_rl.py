@@ -298,6 +298,25 @@ def build(args: Args, env: EnvpoolVecEnv):
     return alg_class.construct_algorithm(env.get_observations(), env, deepcopy(cfg), "cpu"), cfg
 
 
+def policy_change(alg, bound, normaliser_before):
+    """How far the gradient steps of one update moved the policy, measured alike for PPO and BPO on the rollout they
+    learned from (rsl_rl's storage keeps its tensors after ``update()``), with the actor's observation normaliser as it
+    was before the update (rsl-rl-lib 5.5 updates it at the end of ``update()``, which moves the policy too: by a KL
+    of several nats at the first update): the mean of (ρ − 1) − log ρ, the k3 estimate of KL(π0‖π) that CleanRL logs as
+    approx_kl (here after the whole update, not averaged over its minibatches), and the share of samples with
+    |ρ − 1| > `bound` (the algorithm's ε). Returns two floats."""
+    storage, normaliser = alg.storage, alg.actor.obs_normalizer
+    normaliser_after = deepcopy(normaliser.state_dict())
+    normaliser.load_state_dict(normaliser_before)
+    with torch.inference_mode():
+        alg.actor(storage.observations.flatten(0, 1), stochastic_output=True)
+        logprob = alg.actor.get_output_log_prob(storage.actions.flatten(0, 1)).reshape(-1)
+    normaliser.load_state_dict(normaliser_after)
+    logratio = logprob - storage.actions_log_prob.flatten(0, 1).reshape(-1)
+    ratio = logratio.exp()
+    return ((ratio - 1) - logratio).mean().item(), ((ratio - 1).abs() > bound).float().mean().item()
+
+
 def quietly(fn, *a):
     """rsl_rl prints the whole networks when it builds them: keep the terminal for the progress bar."""
     import contextlib
@@ -405,6 +424,7 @@ def main(args: Args):
                     recent_returns.append(episodic_return)
                 env.finished.clear()
             alg.compute_returns(obs)
+        normaliser_before = deepcopy(alg.actor.obs_normalizer.state_dict())
         losses = alg.update()
         global_step += args.batch_size
         if not np.isfinite([losses["value"], losses["surrogate"]]).all():
@@ -417,9 +437,9 @@ def main(args: Args):
         writer.add_scalar("losses/value_loss", losses["value"], global_step)
         writer.add_scalar("losses/policy_loss", losses["surrogate"], global_step)
         writer.add_scalar("losses/entropy", losses["entropy"], global_step)
-        for key in ("approx_kl", "clip_fraction"):  # BPO reports them; rsl_rl's PPO does not
-            if key in losses:
-                writer.add_scalar(f"losses/{'clipfrac' if key == 'clip_fraction' else key}", losses[key], global_step)
+        approx_kl, clipfrac = policy_change(alg, args.epsilon if args.algo == "bpo" else args.clip_coef, normaliser_before)
+        writer.add_scalar("losses/approx_kl", approx_kl, global_step)
+        writer.add_scalar("losses/clipfrac", clipfrac, global_step)
         if "median" in losses:
             writer.add_scalar("losses/median_loss", losses["median"], global_step)
             for key in ("target_ratio", "frac_above_median", "ratio_target_gap", "target_saturation", "median_adv_std"):
