@@ -306,12 +306,12 @@ def policy_change(alg, bound, normaliser_before):
     approx_kl (here after the whole update, not averaged over its minibatches), and the share of samples with
     |ρ − 1| > `bound` (the algorithm's ε). Returns two floats."""
     storage, normaliser = alg.storage, alg.actor.obs_normalizer
-    normaliser_after = deepcopy(normaliser.state_dict())
-    normaliser.load_state_dict(normaliser_before)
-    with torch.inference_mode():
+    with torch.inference_mode():  # rsl-rl-lib < 5.5 updates the normaliser in the rollout: its buffers are inference tensors
+        normaliser_after = deepcopy(normaliser.state_dict())
+        normaliser.load_state_dict(normaliser_before)
         alg.actor(storage.observations.flatten(0, 1), stochastic_output=True)
         logprob = alg.actor.get_output_log_prob(storage.actions.flatten(0, 1)).reshape(-1)
-    normaliser.load_state_dict(normaliser_after)
+        normaliser.load_state_dict(normaliser_after)
     logratio = logprob - storage.actions_log_prob.flatten(0, 1).reshape(-1)
     ratio = logratio.exp()
     return ((ratio - 1) - logratio).mean().item(), ((ratio - 1).abs() > bound).float().mean().item()
@@ -424,7 +424,8 @@ def main(args: Args):
                     recent_returns.append(episodic_return)
                 env.finished.clear()
             alg.compute_returns(obs)
-        normaliser_before = deepcopy(alg.actor.obs_normalizer.state_dict())
+        with torch.inference_mode():
+            normaliser_before = deepcopy(alg.actor.obs_normalizer.state_dict())
         losses = alg.update()
         global_step += args.batch_size
         if not np.isfinite([losses["value"], losses["surrogate"]]).all():
