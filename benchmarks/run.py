@@ -214,6 +214,13 @@ STUDIES: dict[str, list[Job]] = {
                         grid([script], ["InvertedPendulum-v4", "InvertedDoublePendulum-v4", "Reacher-v4", "Swimmer-v4",
                                         "Walker2d-v4", "HalfCheetah-v4", "Pusher-v5", "HumanoidStandup-v4"], [1, 2, 3],
                              1_000_000, ["--save-model"], resumable=True)],
+    # Legged locomotion (issue 19): rsl_rl's PPO against BPO (bpo_rsl_rl:BPO) on MuJoCo Playground's Go1 rough-terrain
+    # joystick task through envpool, both at locomotion_rsl_rl.py's defaults (Isaac Lab's Go1 agent settings, initial
+    # std 0.2; BPO: ε 0.3, λ 0.01, the square-root distance), 5M steps, 3 seeds. A small budget on the Playground task,
+    # not the paper's Isaac Lab runs (100M+ steps). Not resumable: a cut-off job starts again.
+    "locomotion_go1_rough_5m": [job for seed in (1, 2, 3) for algo in ("ppo", "bpo") for job in
+                                grid(["locomotion_rsl_rl"], ["Go1JoystickRoughTerrain-v1"], [seed], 5_000_000,
+                                     ["--algo", algo], {"locomotion_rsl_rl": f"{algo}_rsl_rl"})],
     # GBPO against GRPO (issue 5): the paper's three (ε, update epochs) settings, majority-vote reward, 3 seeds.
     "gbpo_llm": [
         Job("gbpo_llm", "addition", seed, None, ("--reward", "majority", "--clip-low", eps, "--clip-high", eps,
@@ -256,8 +263,25 @@ BORROWED: dict[str, tuple[tuple[str, ...], ...]] = {
 STUDY_ENVS: dict[str, tuple[str, ...]] = {"mujoco_suite_1m": ("Hopper-v4", "Ant-v4", "Humanoid-v4")}
 
 
-def raw_env_rate(env_id: str, steps: int = 5000) -> float:
-    """Environment steps per second of gym.make(env_id) with random actions, no learning: the machine's yardstick."""
+ENVPOOL_SCRIPTS = {"locomotion_rsl_rl"}
+"""scripts whose env ids are envpool's (MuJoCo Playground), not gymnasium's"""
+
+
+def raw_env_rate(env_id: str, steps: int = 5000, envpool: bool = False) -> float:
+    """Environment steps per second of gym.make(env_id) with random actions, no learning: the machine's yardstick.
+    With `envpool`: one env of envpool.make_gymnasium(env_id) on one thread, stepped through its autoreset."""
+    if envpool:
+        code = (
+            "import time, numpy as np, envpool\n"
+            f"env = envpool.make_gymnasium({env_id!r}, num_envs=1, seed=0, num_threads=1); env.reset()\n"
+            "rng = np.random.default_rng(0); shape = env.action_space.shape\n"
+            "start = time.perf_counter()\n"
+            f"for _ in range({steps}):\n"
+            "    env.step(rng.uniform(-1, 1, (1, *shape)))\n"
+            f"print({steps} / (time.perf_counter() - start))\n"
+        )
+        out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+        return float(out.stdout.strip().splitlines()[-1])
     code = (
         "import time, gymnasium as gym\n"
         "try:\n import ale_py; gym.register_envs(ale_py)\nexcept ImportError: pass\n"
@@ -315,7 +339,7 @@ def run_job(job: Job, folder: Path) -> dict:
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
     mark_unfinished(folder)
-    rate_before = raw_env_rate(job.env_id) if job.is_env_job else None
+    rate_before = raw_env_rate(job.env_id, envpool=job.script in ENVPOOL_SCRIPTS) if job.is_env_job else None
     code_commit = commit()  # the code the job runs: read now, not when it ends
     start = time.time()
     with open(folder / "log.txt", "a" if checkpoints else "w") as log:
@@ -333,7 +357,7 @@ def run_job(job: Job, folder: Path) -> dict:
         record["segments"] = 1 + sum(line.startswith("resuming ") for line in lines)
         record["segment_commits"] = [line.split(" commit ")[1] for line in lines if line.startswith("[runner] ")]
     if job.is_env_job:
-        rates = (rate_before, raw_env_rate(job.env_id))  # other load only lowers a reading: keep the higher one
+        rates = (rate_before, raw_env_rate(job.env_id, envpool=job.script in ENVPOOL_SCRIPTS))  # other load only lowers a reading: keep the higher one
         record |= {"raw_env_steps_per_s": round(max(rates), 1), "raw_env_readings": [round(r, 1) for r in rates]}
     (folder / "done.json").write_text(json.dumps(record, indent=1))
     (folder / UNFINISHED_MARKER).unlink()

@@ -1,0 +1,215 @@
+"""locomotion_rsl_rl.py: the envpool -> rsl_rl VecEnv adapter on a scripted env with known episode boundaries and on a
+real Playground task, a short run of the script (PPO and BPO) with its logs, checkpoint and evaluation, and bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("rsl_rl")
+envpool = pytest.importorskip("envpool")
+
+import locomotion_rsl_rl as loco  # noqa: E402
+from benchmarks.tb import read_scalars  # noqa: E402
+from tests.scripts import BPO_TAGS, CLEANRL_TAGS, ROOT, run_dir  # noqa: E402
+
+
+class Box:
+    def __init__(self, n):
+        self.shape, self.low, self.high = (n,), -np.ones(n), np.ones(n)
+
+
+class ScriptedEnvpool:
+    """envpool's synchronous API and autoreset, scripted: env i's episodes have the lengths in `lengths[i]` (cycled),
+    ending by termination when the length is odd and by truncation when even. Reward 1 per real step; as in envpool, a
+    step that follows a done without a reset ignores its action, resets and returns reward 0. Observations
+    {"state": [env id, episode, t], "privileged_state": [-t]}; rows come back in a shuffled env order."""
+
+    def __init__(self, lengths):
+        self.lengths, self.n = lengths, len(lengths)
+        self.action_space = Box(2)
+        self.episode, self.t, self.needs_reset = np.zeros(self.n, int), np.zeros(self.n, int), np.zeros(self.n, bool)
+        self.applied = []  # (env id, episode, t before the step, action) of every action that moved an env
+        self.rng = np.random.default_rng(0)
+
+    def _obs(self, ids):
+        state = np.stack([ids, self.episode[ids], self.t[ids]], 1).astype(np.float64)
+        return {"state": state, "privileged_state": -self.t[ids, None].astype(np.float64)}
+
+    def _length(self, i):
+        return self.lengths[i][self.episode[i] % len(self.lengths[i])]
+
+    def reset(self, env_id):
+        ids = np.asarray(env_id)
+        for i in ids:
+            if self.needs_reset[i] or self.t[i] > 0:
+                self.episode[i] += 1
+            self.t[i], self.needs_reset[i] = 0, False
+        return self._obs(ids), {"env_id": ids}
+
+    def step(self, action, env_id):
+        ids = np.asarray(env_id)
+        reward, term, trunc = np.zeros(len(ids)), np.zeros(len(ids), bool), np.zeros(len(ids), bool)
+        for row, i in enumerate(ids):
+            if self.needs_reset[i]:  # envpool's autoreset step
+                self.episode[i] += 1
+                self.t[i], self.needs_reset[i] = 0, False
+                continue
+            self.applied.append((i, self.episode[i], self.t[i], action[row].copy()))
+            self.t[i] += 1
+            reward[row] = 1.0
+            if self.t[i] == self._length(i):
+                term[row], trunc[row] = self._length(i) % 2 == 1, self._length(i) % 2 == 0
+                self.needs_reset[i] = True
+        order = self.rng.permutation(len(ids))
+        obs = {k: v[order] for k, v in self._obs(ids).items()}
+        return obs, reward[order], term[order], trunc[order], {"env_id": ids[order]}
+
+
+def test_adapter_never_trains_across_a_reset_and_reports_time_outs():
+    lengths = [[3, 4], [2], [5, 6, 1]]
+    fake = ScriptedEnvpool(lengths)
+    env = loco.EnvpoolVecEnv(fake, num_envs=3, max_episode_length=6)
+    obs = env.get_observations()
+    assert set(obs.keys()) == {"policy", "critic"} and obs["policy"].shape == (3, 3) and obs["critic"].shape == (3, 1)
+    assert obs["policy"][:, 2].tolist() == [0, 0, 0]
+    transitions = []
+    for step in range(30):
+        actions = torch.full((3, 2), 5.0 if step == 7 else step / 100)  # step 7's actions lie outside the action space
+        before = obs["policy"].clone()
+        obs, rewards, dones, extras = env.step(actions)
+        transitions.append((before, rewards, dones, extras["time_outs"], obs["policy"].clone()))
+    # every step was a real step of the env that received the agent's action (no ignored action)
+    assert len(fake.applied) == 30 * 3
+    assert all(np.all(np.abs(a) <= 1) for *_, a in fake.applied)  # actions clipped to the action space
+    for before, rewards, dones, time_outs, after in transitions:
+        assert rewards.tolist() == [1.0, 1.0, 1.0]  # never envpool's reward-0 reset step
+        for i in range(3):
+            env_id, episode, t = before[i].tolist()
+            assert env_id == i and after[i, 0] == i
+            length = lengths[i][int(episode) % len(lengths[i])]
+            if dones[i]:  # the last step of an episode: the next episode's first observation is already there
+                assert t + 1 == length and after[i, 1:].tolist() == [episode + 1, 0]
+                assert time_outs[i] == (length % 2 == 0)
+            else:  # inside an episode
+                assert after[i, 1:].tolist() == [episode, t + 1] and time_outs[i] == 0
+    # finished episodes: (undiscounted return, length), in the order they ended
+    ended = _lengths_ended(transitions, lengths)
+    assert len(ended) > 10 and env.finished == [(float(length), length) for length in ended]
+
+
+def _lengths_ended(transitions, lengths):
+    ended = []
+    for before, _, dones, _, _ in transitions:
+        for i in np.flatnonzero(dones.numpy()):
+            episode = int(before[i, 1])
+            ended.append(lengths[i][episode % len(lengths[i])])
+    return ended
+
+
+class Spy:
+    """Records envpool's elapsed_step of every env at every step: 0 would be an autoreset step that ignored its action."""
+
+    def __init__(self, env):
+        self.env, self.action_space, self.elapsed = env, env.action_space, []
+
+    def reset(self, env_id):
+        return self.env.reset(env_id)
+
+    def step(self, action, env_id):
+        out = self.env.step(action, env_id)
+        self.elapsed.append(out[4]["elapsed_step"][np.argsort(out[4]["env_id"])].copy())
+        return out
+
+
+def test_adapter_on_a_real_playground_task_resets_at_the_time_limit():
+    spy = Spy(envpool.make_gymnasium("Go1JoystickFlatTerrain-v1", num_envs=3, seed=0, max_episode_steps=4, num_threads=1))
+    env = loco.EnvpoolVecEnv(spy, num_envs=3, max_episode_length=4)
+    assert env.get_observations()["policy"].shape == (3, 48) and env.get_observations()["critic"].shape == (3, 123)
+    for step in range(12):
+        obs, rewards, dones, extras = env.step(torch.zeros(3, 12))
+        assert obs["policy"].dtype == torch.float32 and rewards.shape == (3,) and (rewards >= 0).all()
+        falls = dones.bool() & ~extras["time_outs"].bool()
+        expected = (spy.elapsed[-1] == 4) | falls.numpy()
+        assert dones.numpy().astype(bool).tolist() == expected.tolist()
+    elapsed = np.stack(spy.elapsed)
+    assert (elapsed >= 1).all()  # no step was envpool's action-ignoring reset step
+    assert len(env.finished) >= 9 and all(length <= 4 for _, length in env.finished)
+
+
+def test_smoke_locomotion_script_trains_saves_and_evaluates_on_go1(tmp_path, monkeypatch, capsys):
+    """Smoke test: PPO and BPO a few iterations each on Go1 rough terrain, the project's tags, --save-model, evaluation."""
+    tiny = dict(num_envs=8, num_steps=8, total_timesteps=128, hidden_sizes=(32, 32), num_minibatches=2, update_epochs=1,
+                progress=False, save_model=True)
+    for algo in ("ppo", "bpo"):
+        (tmp_path / algo).mkdir()
+        monkeypatch.chdir(tmp_path / algo)
+        loco.main(loco.Args(algo=algo, **tiny))
+        assert "done: 128 steps" in capsys.readouterr().out
+        scalars = read_scalars(run_dir(tmp_path / algo))
+        expected = CLEANRL_TAGS - {"charts/episodic_return", "charts/episodic_length", "losses/explained_variance"}
+        expected |= BPO_TAGS if algo == "bpo" else set()
+        assert expected <= set(scalars) <= CLEANRL_TAGS | BPO_TAGS | {"charts/action_std"}
+        kl = np.array([v for _, v in scalars["losses/approx_kl"]])
+        assert ((kl > 0) & (kl < 1)).all()  # the update moved the policy, by a small step        assert [step for step, _ in scalars["losses/value_loss"]] == [64, 128]
+        checkpoint = torch.load(next(run_dir(tmp_path / algo).glob("*.cleanrl_model")), weights_only=False)
+        assert checkpoint["args"]["algo"] == algo and ("median_state_dict" in checkpoint["rsl_rl"]) == (algo == "bpo")
+    saved = next(run_dir(tmp_path / "bpo").glob("*.cleanrl_model"))
+    returns = loco.evaluate(loco.Args(eval_checkpoint=str(saved), eval_episodes=2))
+    assert returns.shape == (2,) and (returns >= 0).all()  # Playground's rewards are clipped at 0
+    assert "eval Go1JoystickRoughTerrain-v1" in capsys.readouterr().out
+
+
+def test_cli_bad_input_is_one_line(tmp_path):
+    bad = subprocess.run([sys.executable, str(ROOT / "locomotion_rsl_rl.py"), "--epsilon", "1.5"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1] == "error: --epsilon must lie in (0, 1), got 1.5"
+
+
+@pytest.mark.parametrize("env_id, message", [
+    ("Nope-v1", "error: envpool has no environment 'Nope-v1'"),
+    ("CartPole-v1", "error: CartPole-v1 has a Discrete(2) action space; this script needs a continuous (Box) one"),
+])
+def test_make_env_rejects_unknown_and_discrete_envs(env_id, message):
+    with pytest.raises(SystemExit) as exc:
+        loco.make_env(env_id, 2, 0, 1)
+    assert str(exc.value).startswith(message)
+
+
+def test_evaluate_rejects_missing_and_foreign_checkpoints(tmp_path):
+    with pytest.raises(SystemExit, match=r"^error: checkpoint not found: .*nope.cleanrl_model$"):
+        loco.evaluate(loco.Args(eval_checkpoint=str(tmp_path / "nope.cleanrl_model")))
+    (tmp_path / "junk.cleanrl_model").write_text("not a checkpoint")
+    with pytest.raises(SystemExit, match=r"^error: .*junk.cleanrl_model is not a checkpoint of this script"):
+        loco.evaluate(loco.Args(eval_checkpoint=str(tmp_path / "junk.cleanrl_model")))
+    torch.save({"script": "bpo_continuous", "args": {}, "rsl_rl": {}}, tmp_path / "other.cleanrl_model")
+    with pytest.raises(SystemExit, match=r"^error: .*other.cleanrl_model was saved by bpo_continuous.py"):
+        loco.evaluate(loco.Args(eval_checkpoint=str(tmp_path / "other.cleanrl_model")))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("learning_rate", float("nan"), "--learning-rate must be positive and finite"),
+    ("temperature", -1.0, "--temperature must be >= 0 and finite"),
+    ("num_minibatches", 1000, "a minibatch needs at least 2 samples"),
+    ("total_timesteps", 10, "is smaller than one batch"),
+    ("hidden_sizes", (0,), "--hidden-sizes must be positive"),
+])
+def test_check_args_rejects_out_of_range_numbers(field, value, message):
+    with pytest.raises(SystemExit, match="^error: .*" + message.replace("(", r"\(").replace(")", r"\)")):
+        loco.check_args(loco.Args(**{field: value}))
+
+
+def test_go1_study_compares_ppo_and_bpo_at_equal_settings_over_three_seeds():
+    from benchmarks import run
+
+    jobs = run.STUDIES["locomotion_go1_rough_5m"]
+    assert {(j.name, j.seed) for j in jobs} == {(f"{a}_rsl_rl", s) for a in ("ppo", "bpo") for s in (1, 2, 3)}
+    assert all(j.script == "locomotion_rsl_rl" and j.env_id == "Go1JoystickRoughTerrain-v1" and j.total_timesteps == 5_000_000
+               and j.extra_args == ("--algo", j.name.split("_")[0]) for j in jobs)
+    assert "locomotion_rsl_rl" in run.ENVPOOL_SCRIPTS
+    assert run.raw_env_rate("Go1JoystickFlatTerrain-v1", steps=50, envpool=True) > 0  # the yardstick steps envpool's env
