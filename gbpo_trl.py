@@ -5,9 +5,10 @@ for each prompt the policy samples a group of G completions; each gets a scalar 
 A_i = (r_i − mean)/(std + 1e-6) (unbiased std, 0 for a group whose rewards are all equal), and every completion
 token's ratio ρ_t = π(y_t|·)/π_old(y_t|·) is pulled toward the bounded-ratio target
 ρ*_i = 1 − ε_low + (ε_low + ε_high)·σ(z_i/T), z_i = (r_i − median)/(std + 1e-6), by the V-shaped loss
-|ρ_t − ρ*_i|·|A_i| (no clipping: the V pulls an overshooting ratio back from both sides). With `exact_ties=True`
-the target is Theorem 4.1's exact solution over the group (uniform π_old): the tie value keeps the group's mean
-target ratio at exactly 1. The definitions equal common/brrl.py's `group_advantage`, `gbpo_target_ratio` and
+|ρ_t − ρ*_i|·|A_i| (no clipping: the V pulls an overshooting ratio back from both sides). By default
+(`exact_ties=True`) the target is Theorem 4.1's exact solution over the group (uniform π_old): the tie value keeps the
+group's mean target ratio at exactly 1 (`exact_ties=False`: the sigmoid above, which gives a completion tied at the
+median half the band; it scored lower on each of 5 seeds in study gbpo_llm_ties). The definitions equal common/brrl.py's `group_advantage`, `gbpo_target_ratio` and
 `gbpo_loss` and gbpo_llm.py's (tests/test_gbpo_trl.py checks the parity); they are inline so this file can be copied.
 
     from gbpo_trl import GBPOConfig, GBPOTrainer, MajorityVoteReward
@@ -213,8 +214,9 @@ class GBPOConfig(trl.GRPOConfig):
 
     gbpo_temperature: float = field(default=1e-4, metadata={
         "help": "T of GBPO's target 1 − ε_low + (ε_low + ε_high)·σ(z/T); small T is near-binary (unused with exact_ties)"})
-    exact_ties: bool = field(default=False, metadata={
-        "help": "the exact target of Theorem 4.1 over the group, whose tie value keeps the group's mean target ratio at 1"})
+    exact_ties: bool = field(default=True, metadata={
+        "help": "the exact target of Theorem 4.1 over the group, whose tie value keeps the group's mean target ratio at 1; "
+                "False: the sigmoid σ(z/T) (the default before study gbpo_llm_ties, where the exact target scored higher)"})
 
 
 def unsupported_options(args) -> list[str]:
@@ -262,7 +264,7 @@ class GBPOTrainer(trl.GRPOTrainer):
                                  f"size than the trainer's num_generations={args.num_generations}")
         super().__init__(model, reward_funcs, args, *rest, **kwargs)
         self.gbpo_temperature = getattr(self.args, "gbpo_temperature", 1e-4)
-        self.exact_ties = getattr(self.args, "exact_ties", False)
+        self.exact_ties = getattr(self.args, "exact_ties", True)
         self._gbpo_rewards_per_func = None
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -386,9 +388,9 @@ class Args:
     epsilon_high: float | None = None
     """ε_high (default: ε_low)"""
     gbpo_temperature: float = 1e-4
-    """T of GBPO's sigmoid target"""
-    exact_ties: bool = False
-    """GBPO only: Theorem 4.1's exact target over the group"""
+    """T of GBPO's sigmoid target (with --no-exact-ties)"""
+    exact_ties: bool = True
+    """GBPO only (unused by --loss grpo): Theorem 4.1's exact target over the group; --no-exact-ties: the sigmoid σ(z/T)"""
     loss_type: str = "dapo"
     """aggregation of the per-token losses: grpo, bnpo, dr_grpo or dapo (TRL's default)"""
     beta: float = 0.0
@@ -414,7 +416,6 @@ def check_args(args: Args) -> None:
         (args.loss not in ("gbpo", "grpo"), f"--loss must be gbpo or grpo, got '{args.loss}'"),
         (args.reward not in ("label", "majority"), f"--reward must be label or majority, got '{args.reward}'"),
         (args.loss_type not in AGGREGATIONS, f"--loss-type must be one of {', '.join(AGGREGATIONS)}, got '{args.loss_type}'"),
-        (args.exact_ties and args.loss != "gbpo", "--exact-ties applies to --loss gbpo only"),
         (not 0 <= args.seed < 2**32, f"--seed must lie in [0, 2**32 - 1], got {args.seed}"),
         (not args.exp_name or "/" in args.exp_name or "\\" in args.exp_name, f"--exp-name must be a plain name, got '{args.exp_name}'"),
         (args.num_generations < 2, f"--num-generations must be at least 2, got {args.num_generations}"),

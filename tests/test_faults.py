@@ -478,3 +478,7 @@ def test_gbpo_llm_says_which_flags_a_run_does_not_use(tmp_path):
     assert gbpo_llm.ignored_flags(args) == ["--d-model", "--warmup-steps", "--gbpo-temperature"]
     assert gbpo_llm.ignored_flags(gbpo_llm.Args(exact_ties=True, gbpo_temperature=0.5)) == ["--gbpo-temperature"]
     assert gbpo_llm.ignored_flags(gbpo_llm.Args(d_model=32)) == []
+    # the exact target is the default (study gbpo_llm_ties): it has no temperature; GRPO has no target at all
+    assert gbpo_llm.Args().exact_ties and gbpo_llm.ignored_flags(gbpo_llm.Args(gbpo_temperature=0.5)) == ["--gbpo-temperature"]
+    assert gbpo_llm.ignored_flags(gbpo_llm.Args(exact_ties=False, gbpo_temperature=0.5)) == []
+    assert gbpo_llm.ignored_flags(gbpo_llm.Args(loss="grpo", exact_ties=False)) == ["--exact-ties"]

@@ -285,7 +285,6 @@ def test_warmup_is_cached_and_same_seed_gives_identical_runs(tmp_path, monkeypat
         (dict(clip_high=-0.1), "--clip-high must be positive and finite, got -0.1"),
         (dict(group_size=1), "--group-size must be at least 2"),
         (dict(num_minibatches=3), "does not divide into --num-minibatches 3"),
-        (dict(exact_ties=True, loss="grpo"), "--exact-ties applies to --loss gbpo only"),
         (dict(rl_prompts="test", reward="label"), "only fair without labels: use --reward majority"),
         (dict(gbpo_temperature=0.0), "--gbpo-temperature must be positive"),
         (dict(kl_coef=-1.0), "--kl-coef must be >= 0"),

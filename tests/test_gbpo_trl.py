@@ -306,3 +306,10 @@ def test_script_smoke_trains_offline_and_logs_to_tensorboard(tmp_path, saved_mod
     tags = read_scalars(run).keys()
     assert {"train/reward", "train/loss", "train/entropy", "train/rewards/majority_vote/mean"} <= tags
     assert ("train/gbpo/target_ratio_mean" in tags) == (loss == "gbpo")
+
+
+def test_exact_ties_is_the_default_target(tmp_path):
+    # study gbpo_llm_ties: the exact tie-normalised target scored higher than the sigmoid on each of 5 seeds
+    assert config(tmp_path).exact_ties is True and gbpo_trl.Args().exact_ties is True
+    trainer = recording_trainer(tmp_path)
+    assert trainer.exact_ties is True
