@@ -119,6 +119,11 @@ STUDIES: dict[str, list[Job]] = {
     "atari_speed": grid(["ppo_atari", "bpo_atari"], ["BreakoutNoFrameskip-v4"], [1], 16_384, ["--update-epochs", "4"]),
     # MuJoCo speed at CleanRL's defaults (issue 3): each job alone on an otherwise idle machine, 40,960 steps (20 updates).
     "mujoco_speed": with_old_bpo_defaults(grid(["ppo_continuous", "bpo_continuous"], ["Hopper-v4"], [1, 2], 40_960)),
+    # Steps/s against --num-envs (issue 18): both MuJoCo scripts at 1, 4, 8 and 16 envs on Hopper-v4, 65,536 steps (two
+    # updates at 16 envs; the batch grows with the envs, num_steps stays 2048), one job at a time on an otherwise idle machine.
+    "mujoco_num_envs_speed": [job for n in (1, 4, 8, 16) for job in grid(["ppo_continuous", "bpo_continuous"], ["Hopper-v4"], [1], 65_536,
+                                                                         ["--num-envs", str(n)], {"ppo_continuous": f"ppo_envs{n}",
+                                                                                                  "bpo_continuous": f"bpo_envs{n}"})],
     # Why BPO trails PPO on Ant-v4 in mujoco_1m (its KL per update stays about a third of PPO's): the wider ratio band
     # of the authors' Ant setting, ε = 0.3, at 1M steps (seed 1 was the pilot; seeds 2-3 followed from its result).
     "ant_bpo_eps_1m": with_old_bpo_defaults(grid(["bpo_continuous"], ["Ant-v4"], [1, 2, 3], 1_000_000,
