@@ -120,7 +120,8 @@ STUDIES: dict[str, list[Job]] = {
     # MuJoCo speed at CleanRL's defaults (issue 3): each job alone on an otherwise idle machine, 40,960 steps (20 updates).
     "mujoco_speed": with_old_bpo_defaults(grid(["ppo_continuous", "bpo_continuous"], ["Hopper-v4"], [1, 2], 40_960)),
     # Steps/s against --num-envs (issue 18): both MuJoCo scripts at 1, 4, 8 and 16 envs on Hopper-v4, 65,536 steps (two
-    # updates at 16 envs; the batch grows with the envs, num_steps stays 2048), one job at a time on an otherwise idle machine.
+    # updates at 16 envs; the batch grows with the envs, num_steps stays 2048), with --workers 2: PPO and BPO at the same
+    # number of envs side by side, the machine otherwise idle.
     "mujoco_num_envs_speed": [job for n in (1, 4, 8, 16) for job in grid(["ppo_continuous", "bpo_continuous"], ["Hopper-v4"], [1], 65_536,
                                                                          ["--num-envs", str(n)], {"ppo_continuous": f"ppo_envs{n}",
                                                                                                   "bpo_continuous": f"bpo_envs{n}"})],
