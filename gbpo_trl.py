@@ -441,17 +441,27 @@ def load_prompts(path: str, reward: str) -> list[dict]:
     naming the file and line of the first bad row, or when --reward label finds no answer at all."""
     import json
 
+    def chat(prompt):  # chat messages: a list of {"role": str, "content": str}
+        return isinstance(prompt, list) and all(isinstance(m, dict) and isinstance(m.get("role"), str)
+                                                and isinstance(m.get("content"), (str, list)) for m in prompt)
+
     rows = []
     with open(os.path.expanduser(path), encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+        try:
+            lines = list(f)
+        except UnicodeDecodeError as e:
+            sys.exit(f"error: {path} is not UTF-8 text ({e.reason} at byte {e.start})")
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 sys.exit(f"error: {path} line {number}: not JSON ({e.msg})")
-            if not isinstance(row, dict) or not isinstance(row.get("prompt"), (str, list)) or not row["prompt"]:
-                sys.exit(f'error: {path} line {number}: expected {{"prompt": text or chat messages, "answer": optional}}')
+            if (not isinstance(row, dict) or not (isinstance(row.get("prompt"), str) or chat(row.get("prompt")))
+                    or not row["prompt"]):
+                sys.exit(f'error: {path} line {number}: expected {{"prompt": text or chat messages, "answer": optional}}'
+                         f' (chat messages: a list of {{"role": ..., "content": text}})')
             answer = row.get("answer")
             rows.append({"prompt": row["prompt"], "answer": None if answer is None else str(answer)})
     if not rows:
@@ -483,12 +493,19 @@ def main(args: Args) -> None:
             beta=args.beta, use_cpu=args.use_cpu, bf16=args.bf16, **gbpo)
     except ValueError as e:  # TRL's own checks, e.g. a batch that does not hold whole groups
         sys.exit(f"error: {str(e).strip().splitlines()[0]}")
+    needed = config.generation_batch_size // config.num_generations  # TRL's sampler drops an incomplete batch of prompts
+    if len(rows) < needed:
+        sys.exit(f"error: {args.data} has {len(rows)} prompt(s) and one generation batch takes {needed} "
+                 f"(per-device batch × devices × accumulation steps / --num-generations): add prompts or shrink the batch")
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = transformers.AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as e:
         sys.exit(f"error: --model-name-or-path {args.model_name_or_path}: cannot load a causal LM and its tokenizer: "
                  f"{str(e).strip().splitlines()[0]}")
+    if any(isinstance(r["prompt"], list) for r in rows) and tokenizer.chat_template is None:
+        sys.exit(f"error: {args.data} has chat-message prompts and the tokenizer in {args.model_name_or_path} has no chat "
+                 f"template: give plain text prompts or a tokenizer with a chat_template")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     reward = label_reward if args.reward == "label" else MajorityVoteReward(args.num_generations)
@@ -506,7 +523,7 @@ def main(args: Args) -> None:
             tokenizer.save_pretrained(f"runs/{run_name}/model")
         except (OSError, RuntimeError) as e:
             sys.exit(f"error: cannot save the model to runs/{run_name}/model: {str(e).strip().splitlines()[0]}")
-    print(f"done: {args.max_steps} steps in {time.time() - start:.0f}s; logs in runs/{run_name}"
+    print(f"done: {trainer.state.global_step} steps in {time.time() - start:.0f}s; logs in runs/{run_name}"
           + (f"; model saved to runs/{run_name}/model" if args.save_model else ""))
 
 
