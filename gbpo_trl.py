@@ -43,6 +43,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 import time
 import warnings
 from collections import Counter
@@ -506,6 +507,11 @@ def main(args: Args) -> None:
     if any(isinstance(r["prompt"], list) for r in rows) and tokenizer.chat_template is None:
         sys.exit(f"error: {args.data} has chat-message prompts and the tokenizer in {args.model_name_or_path} has no chat "
                  f"template: give plain text prompts or a tokenizer with a chat_template")
+    try:  # the run folder, found unwritable now rather than after the training
+        os.makedirs(f"runs/{run_name}", exist_ok=True)
+        tempfile.TemporaryFile(dir=f"runs/{run_name}").close()
+    except OSError as e:
+        sys.exit(f"error: cannot write to {os.path.abspath(f'runs/{run_name}')}: {e.strerror or e}")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     reward = label_reward if args.reward == "label" else MajorityVoteReward(args.num_generations)

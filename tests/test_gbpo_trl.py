@@ -308,6 +308,15 @@ def test_script_bad_input_is_one_error_line(tmp_path, saved_model, capsys):
         f"error: --model-name-or-path: no such folder: {tmp_path / 'nowhere'} (point it at a model you have on disk)"]
 
 
+def test_script_an_unwritable_runs_folder_is_one_error_line(tmp_path, saved_model, monkeypatch):
+    folder, data = saved_model
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").write_text("a file where the runs folder goes")
+    with pytest.raises(SystemExit) as e:
+        gbpo_trl.main(gbpo_trl.Args(model_name_or_path=str(folder), data=str(data), use_cpu=True))
+    assert str(e.value).startswith(f"error: cannot write to {tmp_path / 'runs'}/tiny-qwen2__gbpo_trl__gbpo__1__")
+
+
 @pytest.mark.parametrize("loss", ["gbpo", "grpo"])
 def test_script_smoke_trains_offline_and_logs_to_tensorboard(tmp_path, saved_model, loss, monkeypatch, capsys):
     folder, data = saved_model
