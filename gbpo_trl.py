@@ -437,6 +437,17 @@ def check_args(args: Args) -> None:
             sys.exit(f"error: {message}")
 
 
+def ignored_flags(args: Args) -> list[str]:
+    """The GBPO flags given on the command line or set away from their defaults that this run does not use (the
+    temperature of the sigmoid target with the exact target; both with --loss grpo): said in one line, not dropped."""
+    unused = ("gbpo_temperature",) if args.loss == "grpo" or args.exact_ties else ()
+    unused += ("exact_ties",) if args.loss == "grpo" else ()
+    default = Args()
+    typed = {a.split("=")[0].removeprefix("--no-").removeprefix("--").replace("-", "_") for a in sys.argv[1:] if a.startswith("--")}
+    return [f"--{'no-' if getattr(args, k) is False else ''}{k.replace('_', '-')}" for k in unused
+            if k in typed or getattr(args, k) != getattr(default, k)]
+
+
 def load_prompts(path: str, reward: str) -> list[dict]:
     """The rows of a JSON-lines prompt file as {"prompt", "answer"} (answer None when absent); exits with one line
     naming the file and line of the first bad row, or when --reward label finds no answer at all."""
@@ -474,6 +485,8 @@ def load_prompts(path: str, reward: str) -> list[dict]:
 
 def main(args: Args) -> None:
     check_args(args)
+    if ignored := ignored_flags(args):
+        print(f"note: this run does not use {' '.join(ignored)}", file=sys.stderr)
     rows = load_prompts(args.data, args.reward)
     import datasets
     import transformers

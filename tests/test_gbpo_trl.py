@@ -336,3 +336,11 @@ def test_exact_ties_is_the_default_target(tmp_path):
     assert config(tmp_path).exact_ties is True and gbpo_trl.Args().exact_ties is True
     trainer = recording_trainer(tmp_path)
     assert trainer.exact_ties is True
+
+
+def test_script_names_the_gbpo_flags_a_run_does_not_use():
+    # the sigmoid's temperature is unused by the exact target (the default), and GRPO uses neither
+    assert gbpo_trl.ignored_flags(gbpo_trl.Args(gbpo_temperature=0.5)) == ["--gbpo-temperature"]
+    assert gbpo_trl.ignored_flags(gbpo_trl.Args(gbpo_temperature=0.5, exact_ties=False)) == []
+    assert gbpo_trl.ignored_flags(gbpo_trl.Args(loss="grpo", exact_ties=False)) == ["--no-exact-ties"]
+    assert gbpo_trl.ignored_flags(gbpo_trl.Args(loss="grpo")) == []
