@@ -162,7 +162,15 @@ def measure(args: Args) -> dict:
 
 def write_readme() -> Path:
     """README.md of OUT: one row per record, oldest first."""
-    records = sorted((json.loads(p.read_text()) for p in OUT.glob("*.json")), key=lambda r: r["date"])
+    records = []
+    for path in sorted(OUT.glob("*.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+            records[-1]["date"]
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError) as e:
+            sys.exit(f"error: {path} is not a record of this runner ({type(e).__name__}: {e}); move it away and rerun "
+                     f"with --report-only")
+    records.sort(key=lambda r: r["date"])
     lines = ["# This project's PPO scripts against CleanRL's, side by side", "",
              "Made by `python benchmarks/speed_vs_cleanrl.py` (its docstring says how). Speed ratio: CleanRL's wall time / ours "
              "for each pair of whole runs (> 1: ours is faster); each pair ran in turn on the same machine, with the same "

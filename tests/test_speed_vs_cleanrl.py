@@ -76,6 +76,14 @@ def test_an_unwritable_results_folder_stops_before_the_runs(fakes, tmp_path, cap
     assert "pair 1" not in capsys.readouterr().out
 
 
+def test_a_broken_record_is_one_error_line_naming_it(fakes):
+    speed.OUT.mkdir(parents=True)
+    (speed.OUT / "broken.json").write_text("{broken")
+    with pytest.raises(SystemExit) as exit_info:
+        speed.main(speed.Args(report_only=True))
+    assert str(exit_info.value).startswith(f"error: {speed.OUT / 'broken.json'} is not a record of this runner")
+
+
 def test_atari_script_gets_the_ale_registration_and_renames(tmp_path):
     script = tmp_path / "ppo_atari.py"
     script.write_text("import os\nimport gymnasium as gym\nfrom cleanrl_utils.atari_wrappers import NoopResetEnv\n"
