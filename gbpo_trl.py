@@ -43,6 +43,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 import time
 import warnings
 from collections import Counter
@@ -436,22 +437,43 @@ def check_args(args: Args) -> None:
             sys.exit(f"error: {message}")
 
 
+def ignored_flags(args: Args) -> list[str]:
+    """The GBPO flags given on the command line or set away from their defaults that this run does not use (the
+    temperature of the sigmoid target with the exact target; both with --loss grpo): said in one line, not dropped."""
+    unused = ("gbpo_temperature",) if args.loss == "grpo" or args.exact_ties else ()
+    unused += ("exact_ties",) if args.loss == "grpo" else ()
+    default = Args()
+    typed = {a.split("=")[0].removeprefix("--no-").removeprefix("--").replace("-", "_") for a in sys.argv[1:] if a.startswith("--")}
+    return [f"--{'no-' if getattr(args, k) is False else ''}{k.replace('_', '-')}" for k in unused
+            if k in typed or getattr(args, k) != getattr(default, k)]
+
+
 def load_prompts(path: str, reward: str) -> list[dict]:
     """The rows of a JSON-lines prompt file as {"prompt", "answer"} (answer None when absent); exits with one line
     naming the file and line of the first bad row, or when --reward label finds no answer at all."""
     import json
 
+    def chat(prompt):  # chat messages: a list of {"role": str, "content": str}
+        return isinstance(prompt, list) and all(isinstance(m, dict) and isinstance(m.get("role"), str)
+                                                and isinstance(m.get("content"), (str, list)) for m in prompt)
+
     rows = []
     with open(os.path.expanduser(path), encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+        try:
+            lines = list(f)
+        except UnicodeDecodeError as e:
+            sys.exit(f"error: {path} is not UTF-8 text ({e.reason} at byte {e.start})")
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 sys.exit(f"error: {path} line {number}: not JSON ({e.msg})")
-            if not isinstance(row, dict) or not isinstance(row.get("prompt"), (str, list)) or not row["prompt"]:
-                sys.exit(f'error: {path} line {number}: expected {{"prompt": text or chat messages, "answer": optional}}')
+            if (not isinstance(row, dict) or not (isinstance(row.get("prompt"), str) or chat(row.get("prompt")))
+                    or not row["prompt"]):
+                sys.exit(f'error: {path} line {number}: expected {{"prompt": text or chat messages, "answer": optional}}'
+                         f' (chat messages: a list of {{"role": ..., "content": text}})')
             answer = row.get("answer")
             rows.append({"prompt": row["prompt"], "answer": None if answer is None else str(answer)})
     if not rows:
@@ -463,6 +485,8 @@ def load_prompts(path: str, reward: str) -> list[dict]:
 
 def main(args: Args) -> None:
     check_args(args)
+    if ignored := ignored_flags(args):
+        print(f"note: this run does not use {' '.join(ignored)}", file=sys.stderr)
     rows = load_prompts(args.data, args.reward)
     import datasets
     import transformers
@@ -483,12 +507,24 @@ def main(args: Args) -> None:
             beta=args.beta, use_cpu=args.use_cpu, bf16=args.bf16, **gbpo)
     except ValueError as e:  # TRL's own checks, e.g. a batch that does not hold whole groups
         sys.exit(f"error: {str(e).strip().splitlines()[0]}")
+    needed = config.generation_batch_size // config.num_generations  # TRL's sampler drops an incomplete batch of prompts
+    if len(rows) < needed:
+        sys.exit(f"error: {args.data} has {len(rows)} prompt(s) and one generation batch takes {needed} "
+                 f"(per-device batch × devices × accumulation steps / --num-generations): add prompts or shrink the batch")
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = transformers.AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as e:
         sys.exit(f"error: --model-name-or-path {args.model_name_or_path}: cannot load a causal LM and its tokenizer: "
                  f"{str(e).strip().splitlines()[0]}")
+    if any(isinstance(r["prompt"], list) for r in rows) and tokenizer.chat_template is None:
+        sys.exit(f"error: {args.data} has chat-message prompts and the tokenizer in {args.model_name_or_path} has no chat "
+                 f"template: give plain text prompts or a tokenizer with a chat_template")
+    try:  # the run folder, found unwritable now rather than after the training
+        os.makedirs(f"runs/{run_name}", exist_ok=True)
+        tempfile.TemporaryFile(dir=f"runs/{run_name}").close()
+    except OSError as e:
+        sys.exit(f"error: cannot write to {os.path.abspath(f'runs/{run_name}')}: {e.strerror or e}")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     reward = label_reward if args.reward == "label" else MajorityVoteReward(args.num_generations)
@@ -506,7 +542,7 @@ def main(args: Args) -> None:
             tokenizer.save_pretrained(f"runs/{run_name}/model")
         except (OSError, RuntimeError) as e:
             sys.exit(f"error: cannot save the model to runs/{run_name}/model: {str(e).strip().splitlines()[0]}")
-    print(f"done: {args.max_steps} steps in {time.time() - start:.0f}s; logs in runs/{run_name}"
+    print(f"done: {trainer.state.global_step} steps in {time.time() - start:.0f}s; logs in runs/{run_name}"
           + (f"; model saved to runs/{run_name}/model" if args.save_model else ""))
 
 

@@ -126,6 +126,16 @@ EVAL_FLAGS = ("eval_checkpoint", "eval_episodes", "seed", "torch_threads", "envp
 """the flags --eval-checkpoint uses; the others come from the checkpoint"""
 
 
+def given_flags(args: Args, keep) -> list[str]:
+    """The flags given on the command line or set away from their defaults, except `keep` (and the fields filled in
+    at runtime): a mode that ignores them says so in one line."""
+    default = Args()
+    typed = {a.split("=")[0].removeprefix("--no-").removeprefix("--").replace("-", "_")  # given with its default value
+             for a in sys.argv[1:] if a.startswith("--")}
+    return [f"--{'no-' if v is False else ''}{k.replace('_', '-')}" for k, v in vars(args).items()
+            if k not in (*keep, "batch_size", "num_iterations") and (k in typed or v != getattr(default, k))]
+
+
 def check_args(args: Args) -> None:
     """Reject bad settings before anything starts: one line naming the problem, non-zero exit (written so NaN fails too)."""
     batch = args.num_envs * args.num_steps
@@ -354,6 +364,8 @@ def evaluate(args: Args):
     import_or_exit()
     torch.set_num_threads(args.torch_threads)
     checkpoint = load_checkpoint(args.eval_checkpoint)
+    if ignored := given_flags(args, EVAL_FLAGS):
+        print(f"note: --eval-checkpoint uses the saved run's arguments; ignoring {' '.join(ignored)}", file=sys.stderr)
     saved = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
     for k in EVAL_FLAGS:
         setattr(saved, k, getattr(args, k))

@@ -84,7 +84,7 @@ def check_args(args: Args) -> None:
         (args.pairs < 1, f"--pairs must be at least 1, got {args.pairs}"),
         (args.threads < 1, f"--threads must be at least 1, got {args.threads}"),
         (args.total_timesteps < 1, f"--total-timesteps must be at least 1, got {args.total_timesteps}"),
-        (not args.timeout > 0, f"--timeout must be positive, got {args.timeout}"),
+        (not 0 < args.timeout < float("inf"), f"--timeout must be positive and finite, got {args.timeout}"),
         (args.cleanrl_script is None, "--cleanrl-script is required (the path of CleanRL's script)"),
         (args.cleanrl_script is not None and not Path(args.cleanrl_script).is_file(), f"--cleanrl-script: no such file: {args.cleanrl_script}"),
         (not (ROOT / args.ours).is_file(), f"--ours: no such script in {ROOT}: {args.ours}"),
@@ -162,7 +162,15 @@ def measure(args: Args) -> dict:
 
 def write_readme() -> Path:
     """README.md of OUT: one row per record, oldest first."""
-    records = sorted((json.loads(p.read_text()) for p in OUT.glob("*.json")), key=lambda r: r["date"])
+    records = []
+    for path in sorted(OUT.glob("*.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+            records[-1]["date"]
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError) as e:
+            sys.exit(f"error: {path} is not a record of this runner ({type(e).__name__}: {e}); move it away and rerun "
+                     f"with --report-only")
+    records.sort(key=lambda r: r["date"])
     lines = ["# This project's PPO scripts against CleanRL's, side by side", "",
              "Made by `python benchmarks/speed_vs_cleanrl.py` (its docstring says how). Speed ratio: CleanRL's wall time / ours "
              "for each pair of whole runs (> 1: ours is faster); each pair ran in turn on the same machine, with the same "
@@ -188,16 +196,35 @@ def write_readme() -> Path:
     return OUT / "README.md"
 
 
+def record_path(record: dict, args: Args) -> Path:
+    """A new file of OUT for the record: its date (to the minute), script and env, and _2, _3, ... when a record of the
+    same minute exists (never overwritten)."""
+    stem = f"{record['date'][:16].replace(' ', '_').replace(':', '')}_{Path(args.ours).stem}_{args.env_id.replace('/', '_')}"
+    path, n = OUT / f"{stem}.json", 1
+    while path.exists():
+        n += 1
+        path = OUT / f"{stem}_{n}.json"
+    return path
+
+
 def main(args: Args) -> None:
     if not args.report_only:
         check_args(args)
+        try:  # an unwritable results folder is found now, not after the measurement
+            OUT.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=OUT).close()
+        except OSError as e:
+            sys.exit(f"error: cannot write to {OUT}: {e.strerror or e}")
         record = measure(args)
-        OUT.mkdir(parents=True, exist_ok=True)
-        name = f"{record['date'][:16].replace(' ', '_').replace(':', '')}_{Path(args.ours).stem}_{args.env_id.replace('/', '_')}.json"
-        (OUT / name).write_text(json.dumps(record, indent=1) + "\n")
-        print(f"median speed ratio {record['median_speed_ratio']:.2f}× (CleanRL's wall time / ours); record {OUT / name}")
+        path = record_path(record, args)
+        path.write_text(json.dumps(record, indent=1) + "\n")
+        print(f"median speed ratio {record['median_speed_ratio']:.2f}× (CleanRL's wall time / ours); record {path}")
     print(f"wrote {write_readme()}")
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    try:
+        main(tyro.cli(Args))
+    except KeyboardInterrupt:
+        print("interrupted: no record written (the runs of an unfinished measurement are discarded)", file=sys.stderr)
+        sys.exit(130)

@@ -272,6 +272,9 @@ def saved_model(tmp_path):
 def test_script_bad_input_is_one_error_line(tmp_path, saved_model, capsys):
     folder, data = saved_model
     (tmp_path / "bad.jsonl").write_text('{"prompt": "a"}\n{"answer": 3}\n')
+    (tmp_path / "latin1.jsonl").write_bytes('{"prompt": "caf\u00e9", "answer": "a"}\n'.encode("latin-1"))
+    (tmp_path / "list.jsonl").write_text('{"prompt": [1, 2], "answer": "a"}\n' * 4)
+    (tmp_path / "chat.jsonl").write_text('{"prompt": [{"role": "user", "content": "ab"}], "answer": "a"}\n' * 4)
     for args, message in [(dict(model_name_or_path=str(tmp_path / "nowhere"), data=str(data)),
                            f"error: --model-name-or-path: no such folder: {tmp_path / 'nowhere'}"),
                           (dict(model_name_or_path=str(folder), data="missing.jsonl"), "error: --data: no such file: missing.jsonl"),
@@ -283,7 +286,18 @@ def test_script_bad_input_is_one_error_line(tmp_path, saved_model, capsys):
                           (dict(model_name_or_path=str(folder), data=str(data), per_device_train_batch_size=3, num_generations=4),
                            "error: generation_batch_size (3) must be divisible by num_generations (4)"),
                           (dict(model_name_or_path=str(tmp_path), data=str(data), use_cpu=True),
-                           f"error: --model-name-or-path {tmp_path}: cannot load a causal LM and its tokenizer")]:
+                           f"error: --model-name-or-path {tmp_path}: cannot load a causal LM and its tokenizer"),
+                          (dict(model_name_or_path=str(folder), data=str(tmp_path / "latin1.jsonl")),
+                           f"error: {tmp_path / 'latin1.jsonl'} is not UTF-8 text"),
+                          (dict(model_name_or_path=str(folder), data=str(tmp_path / "list.jsonl")),
+                           f"error: {tmp_path / 'list.jsonl'} line 1: expected"),
+                          (dict(model_name_or_path=str(folder), data=str(tmp_path / "chat.jsonl"), use_cpu=True),
+                           f"error: {tmp_path / 'chat.jsonl'} has chat-message prompts and the tokenizer in {folder} has no "
+                           "chat template"),
+                          # 16 completions of groups of 2 take 8 prompts; TRL's sampler would yield nothing, train 0 steps
+                          (dict(model_name_or_path=str(folder), data=str(data), num_generations=2,
+                                per_device_train_batch_size=16, use_cpu=True),
+                           f"error: {data} has 4 prompt(s) and one generation batch takes 8")]:
         with pytest.raises(SystemExit) as e:
             gbpo_trl.main(gbpo_trl.Args(**args))
         assert str(e.value).startswith(message)
@@ -292,6 +306,15 @@ def test_script_bad_input_is_one_error_line(tmp_path, saved_model, capsys):
                              "--data", str(data)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and result.stderr.strip().splitlines() == [
         f"error: --model-name-or-path: no such folder: {tmp_path / 'nowhere'} (point it at a model you have on disk)"]
+
+
+def test_script_an_unwritable_runs_folder_is_one_error_line(tmp_path, saved_model, monkeypatch):
+    folder, data = saved_model
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").write_text("a file where the runs folder goes")
+    with pytest.raises(SystemExit) as e:
+        gbpo_trl.main(gbpo_trl.Args(model_name_or_path=str(folder), data=str(data), use_cpu=True))
+    assert str(e.value).startswith(f"error: cannot write to {tmp_path / 'runs'}/tiny-qwen2__gbpo_trl__gbpo__1__")
 
 
 @pytest.mark.parametrize("loss", ["gbpo", "grpo"])
@@ -313,3 +336,11 @@ def test_exact_ties_is_the_default_target(tmp_path):
     assert config(tmp_path).exact_ties is True and gbpo_trl.Args().exact_ties is True
     trainer = recording_trainer(tmp_path)
     assert trainer.exact_ties is True
+
+
+def test_script_names_the_gbpo_flags_a_run_does_not_use():
+    # the sigmoid's temperature is unused by the exact target (the default), and GRPO uses neither
+    assert gbpo_trl.ignored_flags(gbpo_trl.Args(gbpo_temperature=0.5)) == ["--gbpo-temperature"]
+    assert gbpo_trl.ignored_flags(gbpo_trl.Args(gbpo_temperature=0.5, exact_ties=False)) == []
+    assert gbpo_trl.ignored_flags(gbpo_trl.Args(loss="grpo", exact_ties=False)) == ["--no-exact-ties"]
+    assert gbpo_trl.ignored_flags(gbpo_trl.Args(loss="grpo")) == []

@@ -155,13 +155,16 @@ def test_smoke_locomotion_script_trains_saves_and_evaluates_on_go1(tmp_path, mon
         expected |= BPO_TAGS if algo == "bpo" else set()
         assert expected <= set(scalars) <= CLEANRL_TAGS | BPO_TAGS | {"charts/action_std"}
         kl = np.array([v for _, v in scalars["losses/approx_kl"]])
-        assert ((kl > 0) & (kl < 1)).all()  # the update moved the policy, by a small step        assert [step for step, _ in scalars["losses/value_loss"]] == [64, 128]
+        assert ((kl > 0) & (kl < 1)).all()  # the update moved the policy, by a small step
+        assert [step for step, _ in scalars["losses/value_loss"]] == [64, 128]
         checkpoint = torch.load(next(run_dir(tmp_path / algo).glob("*.cleanrl_model")), weights_only=False)
         assert checkpoint["args"]["algo"] == algo and ("median_state_dict" in checkpoint["rsl_rl"]) == (algo == "bpo")
     saved = next(run_dir(tmp_path / "bpo").glob("*.cleanrl_model"))
-    returns = loco.evaluate(loco.Args(eval_checkpoint=str(saved), eval_episodes=2))
+    returns = loco.evaluate(loco.Args(eval_checkpoint=str(saved), eval_episodes=2, env_id="Hopper-v4"))
     assert returns.shape == (2,) and (returns >= 0).all()  # Playground's rewards are clipped at 0
-    assert "eval Go1JoystickRoughTerrain-v1" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "eval Go1JoystickRoughTerrain-v1" in captured.out  # the saved run's task, and it says --env-id is ignored
+    assert "note: --eval-checkpoint uses the saved run's arguments; ignoring --env-id" in captured.err.splitlines()
 
 
 def test_cli_bad_input_is_one_line(tmp_path):

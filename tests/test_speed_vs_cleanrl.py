@@ -55,6 +55,35 @@ def test_runs_both_in_turn_and_writes_a_record_and_readme(fakes, capsys):
     assert "TransformObservation needs the observation space" in readme
 
 
+def test_a_second_record_of_the_same_minute_keeps_the_first(fakes, monkeypatch):
+    fakes.pairs = 1
+    monkeypatch.setattr(speed.datetime, "datetime", type("Frozen", (speed.datetime.datetime,), {
+        "now": classmethod(lambda cls, tz=None: speed.datetime.datetime(2026, 11, 30, 7, 14, 5, tzinfo=tz))}))
+    speed.main(fakes)
+    speed.main(fakes)
+    names = sorted(p.name for p in speed.OUT.glob("*.json"))
+    assert names == ["2026-11-30_0714_ours_Hopper-v4.json", "2026-11-30_0714_ours_Hopper-v4_2.json"]
+    rows = [line for line in (speed.OUT / "README.md").read_text().splitlines() if line.startswith("| 20")]
+    assert len(rows) == 2
+
+
+def test_an_unwritable_results_folder_stops_before_the_runs(fakes, tmp_path, capsys):
+    speed.OUT.parent.mkdir(parents=True, exist_ok=True)
+    speed.OUT.write_text("a file where the results folder goes")
+    with pytest.raises(SystemExit) as exit_info:
+        speed.main(fakes)
+    assert str(exit_info.value).startswith(f"error: cannot write to {speed.OUT}: ")
+    assert "pair 1" not in capsys.readouterr().out
+
+
+def test_a_broken_record_is_one_error_line_naming_it(fakes):
+    speed.OUT.mkdir(parents=True)
+    (speed.OUT / "broken.json").write_text("{broken")
+    with pytest.raises(SystemExit) as exit_info:
+        speed.main(speed.Args(report_only=True))
+    assert str(exit_info.value).startswith(f"error: {speed.OUT / 'broken.json'} is not a record of this runner")
+
+
 def test_atari_script_gets_the_ale_registration_and_renames(tmp_path):
     script = tmp_path / "ppo_atari.py"
     script.write_text("import os\nimport gymnasium as gym\nfrom cleanrl_utils.atari_wrappers import NoopResetEnv\n"
@@ -70,6 +99,8 @@ def test_atari_script_gets_the_ale_registration_and_renames(tmp_path):
 @pytest.mark.parametrize("change, message", [
     (dict(pairs=0), "error: --pairs must be at least 1, got 0"),
     (dict(threads=0), "error: --threads must be at least 1, got 0"),
+    (dict(timeout=float("inf")), "error: --timeout must be positive and finite, got inf"),
+    (dict(timeout=float("nan")), "error: --timeout must be positive and finite, got nan"),
     (dict(cleanrl_script=None), "error: --cleanrl-script is required (the path of CleanRL's script)"),
     (dict(cleanrl_script="/nonexistent/ppo.py"), "error: --cleanrl-script: no such file: /nonexistent/ppo.py"),
     (dict(ours="missing.py"), "error: --ours: no such script in "),
