@@ -225,7 +225,8 @@ STUDIES: dict[str, list[Job]] = {
         + grid(["bpo_continuous"], ["Hopper-v4", "Ant-v4"], [1, 2], 1_000_000,
                ["--clip-coef", "0.4", "--temperature", "0.003", "--save-model"],
                {"bpo_continuous": "bpo_eps0.4_lambda0.003"}, resumable=True)
-        + grid(["bpo_continuous"], ["Hopper-v4", "Ant-v4"], [1, 2], 1_000_000, ["--clip-coef", "0.4", "--distance", "log", "--save-model"],
+        # (its seed 2 was dropped: seed 1 was below every other probe on both tasks, 2264 and 1474)
+        + grid(["bpo_continuous"], ["Hopper-v4", "Ant-v4"], [1], 1_000_000, ["--clip-coef", "0.4", "--distance", "log", "--save-model"],
                {"bpo_continuous": "bpo_log_eps0.4"}, resumable=True),
         key=lambda job: (job.seed, job.env_id != "Hopper-v4")),
     # The suite comparison (issue 17): both scripts at their defaults, 1M steps, 3 seeds, eleven MuJoCo tasks, for the
