@@ -89,7 +89,7 @@ class Args:
     """the K epochs to update the policy"""
     norm_adv: bool = True
     """toggles dividing the advantage weight |A| by its std (a scale only: the threshold stays put)"""
-    clip_coef: float = 0.3
+    clip_coef: float = 0.4
     """the ratio bound ε: π* keeps π/π0 within [1−ε, 1+ε]; also the value-clipping range, as in PPO (whose default is 0.2)"""
     temperature: float = 0.01
     """λ of the smoothed target ratio 1 + ε·tanh(Ã/2λ) and of the median loss (Ã = Q̂ − u(s), the median advantage), in units of the normalised return (of Ã's std with --norm-median-adv): the targets soften as Ã's spread shrinks; 0 gives the sign target"""

@@ -84,6 +84,11 @@ OLD_BPO_DEFAULTS = ("--clip-coef", "0.2", "--temperature", "0.01", "--no-norm-me
 LOG_RECIPE = ("--clip-coef", "0.3", "--temperature", "0.1", "--norm-median-adv", "--distance", "log")
 
 
+# bpo_continuous's defaults from the distance study of issue 16 (mujoco_bpo_sqrt_lambda_ret_1m) until the step probe
+# (mujoco_bpo_step_probe_1m) widened ε to 0.4: ε 0.3, λ 0.01 in units of the normalised return, the square-root distance.
+SQRT_RECIPE = ("--clip-coef", "0.3", "--temperature", "0.01", "--no-norm-median-adv", "--distance", "sqrt")
+
+
 def with_old_bpo_defaults(jobs: list[Job], defaults: tuple[str, ...] = OLD_BPO_DEFAULTS) -> list[Job]:
     """`jobs` with `defaults` put before the bpo_continuous jobs' own arguments (the later flag wins)."""
     return [replace(job, extra_args=defaults + job.extra_args) if job.script == "bpo_continuous" else job
@@ -203,21 +208,21 @@ STUDIES: dict[str, list[Job]] = {
         LOG_RECIPE + ("--no-norm-median-adv", "--temperature", "0.01")),
     # Confirmation of BPO's defaults since the distance study (issue 16: ε 0.3, λ 0.01 in return units, the square-root
     # distance; seeds 1-2 are mujoco_bpo_sqrt_lambda_ret_1m's, borrowed below under this label): BPO seeds 3-5, PPO
-    # seeds 4-5 (1-3 are mujoco_1m's), and the paper's mean-baseline ablation (--no-use-median) at these defaults, seeds 1-3.
-    "mujoco_bpo_defaults_1m": (
+    # seeds 4-5 (1-3 are mujoco_1m's). SQRT_RECIPE, the defaults it ran with, is pinned since. Its mean-baseline ablation
+    # (--no-use-median, seeds 1-3) never ran: BPO trailed PPO at these defaults, so it moved to mujoco_bpo_eps0.4_1m.
+    "mujoco_bpo_defaults_1m": with_old_bpo_defaults(
         grid(["bpo_continuous"], ["Hopper-v4", "Ant-v4", "Humanoid-v4"], [3], 1_000_000, ["--save-model"], resumable=True)
         + [job for seed in (4, 5) for job in grid(["ppo_continuous", "bpo_continuous"], ["Hopper-v4", "Ant-v4", "Humanoid-v4"],
-                                                  [seed], 1_000_000, ["--save-model"], resumable=True)]
-        + grid(["bpo_continuous"], ["Hopper-v4", "Ant-v4", "Humanoid-v4"], [1, 2, 3], 1_000_000, ["--no-use-median", "--save-model"],
-               {"bpo_continuous": "bpo_mean_baseline"}, resumable=True)
-    ),
+                                                  [seed], 1_000_000, ["--save-model"], resumable=True)],
+        SQRT_RECIPE),
     # Issue 16, after the confirmation (mujoco_bpo_defaults_1m): at the defaults BPO trails PPO on Hopper (0.90x over 5
     # seeds) and Ant (0.81x over 4), leads on Humanoid (1.39x), and still moves the policy about half as far per update as
     # PPO on Hopper (approx KL 0.0043 against 0.0085) and 0.8x on Ant. Two step-size probes at 1M steps, seeds 1-2, on
     # the two tasks where it trails: a wider band (ε 0.4) and sharper targets (λ 0.003 in return units). Added after
     # seed 1 of both (ε 0.4 led on Ant, λ 0.003 on Hopper): the two together; and ε 0.4 with the log distance, which
     # narrows the policy least (the best Hopper runs so far, log at ε 0.3) and takes a larger step there.
-    "mujoco_bpo_step_probe_1m": sorted(  # seed 1 of every probe on both tasks first
+    # SQRT_RECIPE, the defaults it ran with, is pinned since.
+    "mujoco_bpo_step_probe_1m": with_old_bpo_defaults(sorted(  # seed 1 of every probe on both tasks first
         grid(["bpo_continuous"], ["Hopper-v4", "Ant-v4"], [1, 2], 1_000_000, ["--clip-coef", "0.4", "--save-model"],
              {"bpo_continuous": "bpo_eps0.4"}, resumable=True)
         + grid(["bpo_continuous"], ["Hopper-v4", "Ant-v4"], [1, 2], 1_000_000, ["--temperature", "0.003", "--save-model"],
@@ -228,12 +233,22 @@ STUDIES: dict[str, list[Job]] = {
         # (its seed 2 was dropped: seed 1 was below every other probe on both tasks, 2264 and 1474)
         + grid(["bpo_continuous"], ["Hopper-v4", "Ant-v4"], [1], 1_000_000, ["--clip-coef", "0.4", "--distance", "log", "--save-model"],
                {"bpo_continuous": "bpo_log_eps0.4"}, resumable=True),
-        key=lambda job: (job.seed, job.env_id != "Hopper-v4")),
+        key=lambda job: (job.seed, job.env_id != "Hopper-v4")), SQRT_RECIPE),
+    # Confirmation of BPO's defaults since the step probe (issue 16: ε 0.4, λ 0.01 in return units, the square-root
+    # distance; Hopper and Ant seeds 1-2 are mujoco_bpo_step_probe_1m's bpo_eps0.4, borrowed below under this label):
+    # BPO Hopper and Ant seeds 3-5 and Humanoid seeds 1-5 against PPO's 5 seeds (mujoco_1m's 1-3, mujoco_bpo_defaults_1m's
+    # 4-5), then the paper's mean-baseline ablation (--no-use-median) at these defaults, seeds 1-3.
+    "mujoco_bpo_eps0.4_1m": sorted(
+        grid(["bpo_continuous"], ["Humanoid-v4"], [1, 2, 3, 4, 5], 1_000_000, ["--save-model"], resumable=True)
+        + grid(["bpo_continuous"], ["Hopper-v4", "Ant-v4"], [3, 4, 5], 1_000_000, ["--save-model"], resumable=True),
+        key=lambda job: job.seed)
+    + grid(["bpo_continuous"], ["Hopper-v4", "Ant-v4", "Humanoid-v4"], [1, 2, 3], 1_000_000, ["--no-use-median", "--save-model"],
+           {"bpo_continuous": "bpo_mean_baseline"}, resumable=True),
     # The suite comparison (issue 17): both scripts at their defaults, 1M steps, 3 seeds, eleven MuJoCo tasks, for the
-    # report's suite section (IQM, probability of improvement). All PPO jobs first, cheapest tasks first: BPO's
-    # defaults are still being settled, so its half runs last. Pusher is v5: gymnasium's Pusher-v4 refuses mujoco >= 3.
-    # Hopper, Ant and Humanoid are not run again: their runs at the same defaults are borrowed below (mujoco_1m's PPO,
-    # mujoco_bpo_defaults_1m's PPO and BPO, and the latter's seeds 1-2 from mujoco_bpo_sqrt_lambda_ret_1m).
+    # report's suite section (IQM, probability of improvement). All PPO jobs first, cheapest tasks first: BPO's half runs
+    # last, once its defaults are settled. Pusher is v5: gymnasium's Pusher-v4 refuses mujoco >= 3. Hopper, Ant and
+    # Humanoid are not run again: their runs at the same defaults are borrowed below (mujoco_1m's and
+    # mujoco_bpo_defaults_1m's PPO, mujoco_bpo_eps0.4_1m's BPO and the latter's seeds 1-2 from mujoco_bpo_step_probe_1m).
     "mujoco_suite_1m": [job for script in ("ppo_continuous", "bpo_continuous") for job in
                         grid([script], ["InvertedPendulum-v4", "InvertedDoublePendulum-v4", "Reacher-v4", "Swimmer-v4",
                                         "Walker2d-v4", "HalfCheetah-v4", "Pusher-v5", "HumanoidStandup-v4"], [1, 2, 3],
@@ -275,9 +290,13 @@ BORROWED: dict[str, tuple[tuple[str, ...], ...]] = {
     "mujoco_bpo_step_probe_1m": (("mujoco_1m", "ppo_continuous"), ("mujoco_bpo_defaults_1m", "ppo_continuous"),
                                  ("mujoco_bpo_defaults_1m", "bpo_continuous"),
                                  ("mujoco_bpo_sqrt_lambda_ret_1m", "bpo_sqrt_lambda_ret", "bpo_continuous")),
+    "mujoco_bpo_eps0.4_1m": (("mujoco_1m", "ppo_continuous"), ("mujoco_bpo_defaults_1m", "ppo_continuous"),
+                             ("mujoco_bpo_step_probe_1m", "bpo_eps0.4", "bpo_continuous"),
+                             ("mujoco_bpo_defaults_1m", "bpo_continuous", "bpo_eps0.3"),
+                             ("mujoco_bpo_sqrt_lambda_ret_1m", "bpo_sqrt_lambda_ret", "bpo_eps0.3")),
     "mujoco_suite_1m": (("mujoco_1m", "ppo_continuous"), ("mujoco_bpo_defaults_1m", "ppo_continuous"),
-                        ("mujoco_bpo_defaults_1m", "bpo_continuous"),
-                        ("mujoco_bpo_sqrt_lambda_ret_1m", "bpo_sqrt_lambda_ret", "bpo_continuous")),
+                        ("mujoco_bpo_eps0.4_1m", "bpo_continuous"),
+                        ("mujoco_bpo_step_probe_1m", "bpo_eps0.4", "bpo_continuous")),
     "mujoco_bpo_recipe_1m": (("mujoco_1m", "ppo_continuous"),),
     "mujoco_bpo_sqrt_lambda_ret_1m": (("mujoco_1m", "ppo_continuous"), ("mujoco_bpo_log_lambda_ret_1m", "bpo_log_lambda_ret"),
                                       ("mujoco_bpo_eps0.3_1m", "bpo_eps0.3"), ("ant_bpo_eps_1m", "bpo_eps0.3")),

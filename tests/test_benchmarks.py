@@ -370,8 +370,13 @@ def test_suite_study_runs_all_ppo_jobs_first_on_tasks_the_report_can_normalise(t
     ("mujoco_bpo_sqrt_1m", "bpo_sqrt", (0.3, 0.1, True, "sqrt")),
     ("mujoco_bpo_log_lambda_ret_1m", "bpo_log_lambda_ret", (0.3, 0.01, False, "log")),
     ("mujoco_bpo_sqrt_lambda_ret_1m", "bpo_sqrt_lambda_ret", (0.3, 0.01, False, "sqrt")),
-    ("mujoco_bpo_defaults_1m", "bpo_continuous", (0.3, 0.01, False, "sqrt")),  # the defaults since the distance study
-    ("mujoco_bpo_defaults_1m", "bpo_mean_baseline", (0.3, 0.01, False, "sqrt")),
+    ("mujoco_bpo_defaults_1m", "bpo_continuous", (0.3, 0.01, False, "sqrt")),  # the defaults of the distance study
+    ("mujoco_bpo_step_probe_1m", "bpo_eps0.4", (0.4, 0.01, False, "sqrt")),
+    ("mujoco_bpo_step_probe_1m", "bpo_lambda0.003", (0.3, 0.003, False, "sqrt")),
+    ("mujoco_bpo_step_probe_1m", "bpo_eps0.4_lambda0.003", (0.4, 0.003, False, "sqrt")),
+    ("mujoco_bpo_step_probe_1m", "bpo_log_eps0.4", (0.4, 0.01, False, "log")),
+    ("mujoco_bpo_eps0.4_1m", "bpo_continuous", (0.4, 0.01, False, "sqrt")),  # the defaults since the step probe
+    ("mujoco_bpo_eps0.4_1m", "bpo_mean_baseline", (0.4, 0.01, False, "sqrt")),
 ])
 def test_studies_run_before_a_default_changed_keep_the_settings_they_ran_with(study, label, expected):
     import tyro
