@@ -225,7 +225,10 @@ STUDIES: dict[str, list[Job]] = {
     "mujoco_bpo_step_probe_1m": with_old_bpo_defaults(sorted(  # seed 1 of every probe on both tasks first
         grid(["bpo_continuous"], ["Hopper-v4", "Ant-v4"], [1, 2], 1_000_000, ["--clip-coef", "0.4", "--save-model"],
              {"bpo_continuous": "bpo_eps0.4"}, resumable=True)
-        + grid(["bpo_continuous"], ["Hopper-v4", "Ant-v4"], [1, 2], 1_000_000, ["--temperature", "0.003", "--save-model"],
+        # (its Ant seed 2 was dropped: Hopper seed 2 stuck at 1412 and Ant seed 1 scored 2123, below ε 0.4's 3054 and 2929)
+        + grid(["bpo_continuous"], ["Hopper-v4"], [1, 2], 1_000_000, ["--temperature", "0.003", "--save-model"],
+               {"bpo_continuous": "bpo_lambda0.003"}, resumable=True)
+        + grid(["bpo_continuous"], ["Ant-v4"], [1], 1_000_000, ["--temperature", "0.003", "--save-model"],
                {"bpo_continuous": "bpo_lambda0.003"}, resumable=True)
         + grid(["bpo_continuous"], ["Hopper-v4", "Ant-v4"], [1, 2], 1_000_000,
                ["--clip-coef", "0.4", "--temperature", "0.003", "--save-model"],
