@@ -14,9 +14,11 @@ rsl_rl >= 5.0 resolves ``algorithm.class_name`` with ``resolve_callable``, so no
 Isaac Lab: subclass ``RslRlPpoAlgorithmCfg`` with ``class_name = "bpo_rsl_rl:BPO"`` (and the BPO fields below);
 mjlab: ``train <task> --agent.algorithm.class-name bpo_rsl_rl:BPO`` (BPO's defaults). See README, "Legged robots".
 
-Defaults follow this project's BPO (bpo_continuous.py): ε 0.3, λ 0.01, the square-root distance, median coefficient
-0.5, the weight |Q̂ − V(s)| from the current critic divided by its std. The authors' rsl_rl choices are options:
-``distance="tv"``, ``median_temperature=1.0``, ``median_loss_coef=1.0``, ``online_advantage=False`` (their Go1 setting).
+Defaults follow this project's BPO (bpo_continuous.py) as of its distance study: ε 0.3 (the authors' Go1 value;
+bpo_continuous.py's MuJoCo default is 0.4 since its step probe, not tried on legged robots), λ 0.01, the square-root
+distance, median coefficient 0.5, the weight |Q̂ − V(s)| from the current critic divided by its std. The authors'
+rsl_rl choices are options: ``distance="tv"``, ``median_temperature=1.0``, ``median_loss_coef=1.0``,
+``online_advantage=False`` (their Go1 setting).
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ class BPO(PPO):
     Args:
         epsilon: the ratio bound ε in (0, 1): π* keeps π/π0 within [1 − ε, 1 + ε]. Separate from ``clip_param``, which
             stays the value-clipping range of rsl_rl's value loss: a PPO config switched to BPO keeps its value loss and
-            gets BPO's ε 0.3 (at 0.3 BPO moves the policy about as far per update as PPO at 0.2: docs/bpo-recipe.md).
+            gets BPO's ε 0.3 (BPO's loss pulls a ratio back into the band and PPO's does not, so BPO needs a wider ε than
+            PPO's 0.2 for the same step: docs/bpo-recipe.md).
         temperature: λ ≥ 0 of the smoothed target 1 + ε·tanh(Ã/2λ), in units of the return (rsl_rl does not normalise
             rewards); 0 is the exact sign target. The authors' Isaac Lab configs use 0.01.
         median_temperature: λ of the median head's log-cosh loss; None (default) uses ``temperature``, as the theory asks
