@@ -165,11 +165,13 @@ def write_readme() -> Path:
     records = []
     for path in sorted(OUT.glob("*.json")):
         try:
-            records.append(json.loads(path.read_text()))
-            records[-1]["date"]
-        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError) as e:
-            sys.exit(f"error: {path} is not a record of this runner ({type(e).__name__}: {e}); move it away and rerun "
-                     f"with --report-only")
+            record = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            record = e
+        if not isinstance(record, dict) or "date" not in record:
+            why = f"{type(record).__name__}: {record}" if isinstance(record, Exception) else "no date"
+            sys.exit(f"error: {path} is not a record of this runner ({why}); move it away and rerun with --report-only")
+        records.append(record)
     records.sort(key=lambda r: r["date"])
     lines = ["# This project's PPO scripts against CleanRL's, side by side", "",
              "Made by `python benchmarks/speed_vs_cleanrl.py` (its docstring says how). Speed ratio: CleanRL's wall time / ours "

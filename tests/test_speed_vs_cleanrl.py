@@ -76,9 +76,10 @@ def test_an_unwritable_results_folder_stops_before_the_runs(fakes, tmp_path, cap
     assert "pair 1" not in capsys.readouterr().out
 
 
-def test_a_broken_record_is_one_error_line_naming_it(fakes):
+@pytest.mark.parametrize("text", ["{broken", "[1]", '{"no": "date"}'], ids=["not-json", "a-list", "no-date"])
+def test_a_broken_record_is_one_error_line_naming_it(fakes, text):
     speed.OUT.mkdir(parents=True)
-    (speed.OUT / "broken.json").write_text("{broken")
+    (speed.OUT / "broken.json").write_text(text)
     with pytest.raises(SystemExit) as exit_info:
         speed.main(speed.Args(report_only=True))
     assert str(exit_info.value).startswith(f"error: {speed.OUT / 'broken.json'} is not a record of this runner")
