@@ -486,4 +486,8 @@ def main(cli: Cli) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Cli))
+    try:
+        main(tyro.cli(Cli))
+    except BrokenPipeError:  # the reader went away (`--list | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit cannot fail again
+        sys.exit(1)

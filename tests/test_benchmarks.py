@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -113,6 +115,13 @@ def test_done_paths_lists_only_finished_job_folders(tiny_study, capsys):
     (tiny_study[1].folder("tiny") / "done.json").write_text("{}")
     run.main(run.Cli(study="tiny", done_paths=True))
     assert capsys.readouterr().out.split() == [str(tiny_study[1].folder("tiny"))]
+
+
+def test_list_into_a_closed_pipe_stops_without_a_traceback():
+    # `head -n 0` exits at once, so the listing is written into a pipe nobody reads
+    shell = f"{shlex.quote(sys.executable)} {shlex.quote(str(run.ROOT / 'benchmarks' / 'run.py'))} mujoco_1m --list | head -n 0"
+    result = subprocess.run(["bash", "-c", f"{shell}; echo ${{PIPESTATUS[0]}}"], capture_output=True, text=True, timeout=120)
+    assert result.stderr == "" and result.stdout.strip() == "1"
 
 
 def test_runner_through_submitit_local_executor(tiny_study):
