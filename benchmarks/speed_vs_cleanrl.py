@@ -166,10 +166,10 @@ def write_readme() -> Path:
     for path in sorted(OUT.glob("*.json")):
         try:
             record = json.loads(path.read_text())
+            why = None if isinstance(record, dict) and "date" in record else "not an object with a date"
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            record = e
-        if not isinstance(record, dict) or "date" not in record:
-            why = f"{type(record).__name__}: {record}" if isinstance(record, Exception) else "no date"
+            why = f"{type(e).__name__}: {e}"
+        if why:
             sys.exit(f"error: {path} is not a record of this runner ({why}); move it away and rerun with --report-only")
         records.append(record)
     records.sort(key=lambda r: r["date"])
