@@ -69,11 +69,12 @@ class Args:
     asymmetric_critic: bool = True
     """the critic sees the privileged state (Playground's setting); --no-asymmetric-critic gives it the actor's state"""
 
-    # Algorithm (rsl_rl's PPO arguments; defaults: Isaac Lab's rough-terrain Go1 agent, except --init-std)
+    # Algorithm (rsl_rl's PPO arguments; defaults: Isaac Lab's rough-terrain Go1 agent, except --init-std, the learning
+    # rate that goes with it, and normalised observations: Playground's own setting, its observations are not scaled)
     algo: Literal["ppo", "bpo"] = "bpo"
     """rsl_rl's PPO, or BPO (bpo_rsl_rl:BPO)"""
-    learning_rate: float = 1e-3
-    """the initial learning rate of Adam"""
+    learning_rate: float = 1e-4
+    """the initial learning rate of Adam (Isaac Lab's 1e-3 goes with std 1.0: at 0.2 its first update moved the policy 4-9 nats)"""
     schedule: Literal["adaptive", "fixed"] = "adaptive"
     """adaptive: rsl_rl's KL-adaptive learning rate (toward --desired-kl); fixed: constant"""
     desired_kl: float = 0.01

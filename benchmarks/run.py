@@ -263,8 +263,8 @@ STUDIES: dict[str, list[Job]] = {
                              1_000_000, ["--save-model"], resumable=True)],
     # Legged locomotion (issue 19): rsl_rl's PPO against BPO (bpo_rsl_rl:BPO) on MuJoCo Playground's Go1 rough-terrain
     # joystick task through envpool, both at locomotion_rsl_rl.py's defaults (Isaac Lab's Go1 agent settings, initial
-    # std 0.2; BPO: ε 0.3, λ 0.01, the square-root distance), 5M steps, 3 seeds. A small budget on the Playground task,
-    # not the paper's Isaac Lab runs (100M+ steps). Not resumable: a cut-off job starts again.
+    # std 0.2 and lr 1e-4; BPO: ε 0.3, λ 0.01, the square-root distance), 5M steps, 3 seeds. A small budget on the
+    # Playground task, not the paper's Isaac Lab runs (100M+ steps). Not resumable: a cut-off job starts again.
     "locomotion_go1_rough_5m": [job for seed in (1, 2, 3) for algo in ("ppo", "bpo") for job in
                                 grid(["locomotion_rsl_rl"], ["Go1JoystickRoughTerrain-v1"], [seed], 5_000_000,
                                      ["--algo", algo], {"locomotion_rsl_rl": f"{algo}_rsl_rl"})],
