@@ -9,6 +9,7 @@ sees the noisy proprioceptive "state", the critic the "privileged_state" (Playgr
     python locomotion_rsl_rl.py --algo bpo                         # train on Go1 rough terrain; logs in runs/{run_name}/
     python locomotion_rsl_rl.py --algo ppo --env-id G1JoystickFlatTerrain-v1 --save-model
     python locomotion_rsl_rl.py --eval-checkpoint runs/X/locomotion_rsl_rl.cleanrl_model   # evaluate a saved policy
+    python locomotion_rsl_rl.py --resume runs/X/locomotion_rsl_rl.cleanrl_model            # continue a cut-off run
 
 Needs ``pip install "brrl[locomotion]"`` (rsl-rl-lib, envpool).
 """
@@ -17,6 +18,7 @@ import math
 import os
 import random
 import sys
+import tempfile
 import time
 from collections import deque
 from copy import deepcopy
@@ -50,6 +52,8 @@ class Args:
     """envpool's worker threads (0: one per core); 1 lets runs share cores"""
     save_model: bool = False
     """if toggled, save the policy, the median head (BPO) and the optimizer to runs/{run_name}/ every 10% of training"""
+    resume: str | None = None
+    """continue a cut-off --save-model run from its checkpoint, with the saved run's arguments, in its folder"""
     progress: bool = True
     """show a progress bar on the terminal"""
     eval_checkpoint: str | None = None
@@ -125,6 +129,8 @@ class Args:
 
 EVAL_FLAGS = ("eval_checkpoint", "eval_episodes", "seed", "torch_threads", "envpool_threads", "progress")
 """the flags --eval-checkpoint uses; the others come from the checkpoint"""
+HOW_TO_RUN = ("resume", "torch_threads", "envpool_threads", "progress")
+"""the flags --resume takes from the command line; the others come from the checkpoint"""
 
 
 def given_flags(args: Args, keep) -> list[str]:
@@ -170,6 +176,7 @@ def check_args(args: Args) -> None:
          f"--median-temperature must be >= 0 and finite, got {args.median_temperature}"),
         (not 0 <= args.median_coef < math.inf, f"--median-coef must be >= 0 and finite, got {args.median_coef}"),
         (args.eval_episodes < 1, f"--eval-episodes must be at least 1, got {args.eval_episodes}"),
+        (args.eval_checkpoint is not None and args.resume is not None, "--eval-checkpoint and --resume exclude each other"),
     ]
     for bad, message in problems:
         if bad:
@@ -338,9 +345,12 @@ def quietly(fn, *a):
 
 
 def save_checkpoint(path, alg, args, iteration, global_step):
+    """rsl_rl's checkpoint dict (networks with their normalisers, median head, optimizer), the arguments, and what
+    --resume needs besides: the iteration, the step and the random generators."""
+    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     try:
         torch.save({"script": Args.exp_name, "args": vars(args), "rsl_rl": alg.save(), "iteration": iteration,
-                    "global_step": global_step}, f"{path}.tmp")
+                    "global_step": global_step, "rng": rng}, f"{path}.tmp")
         os.replace(f"{path}.tmp", path)  # a run cut off while saving keeps the previous checkpoint
     except (OSError, RuntimeError) as e:
         sys.exit(f"error: cannot save the checkpoint {path}: {str(e).strip().splitlines()[0]}")
@@ -398,33 +408,55 @@ def evaluate(args: Args):
 
 def main(args: Args):
     import_or_exit()
+    checkpoint = None
+    if args.resume is not None:  # the saved run's own arguments; only how it runs here may change
+        checkpoint = load_checkpoint(args.resume)
+        if ignored := given_flags(args, HOW_TO_RUN):
+            print(f"note: --resume continues with the saved run's arguments; ignoring {' '.join(ignored)}", file=sys.stderr)
+        here = {k: getattr(args, k) for k in HOW_TO_RUN}
+        args = Args(**{**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__}, **here})
     check_args(args)
     args.batch_size = args.num_envs * args.num_steps
     args.num_iterations = args.total_timesteps // args.batch_size
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_dir = Path("runs") / run_name
+    run_dir = Path(args.resume).parent if checkpoint else Path("runs") / run_name
     checkpoint_path = str(run_dir / f"{args.exp_name}.cleanrl_model")
+    start_iteration, global_step = (checkpoint["iteration"] + 1, checkpoint["global_step"]) if checkpoint else (1, 0)
 
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.torch_threads)
-    env = make_env(args.env_id, args.num_envs, args.seed, args.envpool_threads)
+    # envpool's state cannot be saved: a resumed run starts new episodes, from a seed of its own
+    env = make_env(args.env_id, args.num_envs, (args.seed + start_iteration - 1) % 2**31, args.envpool_threads)
     try:
         os.makedirs(run_dir, exist_ok=True)
+        tempfile.TemporaryFile(dir=run_dir).close()  # found now, not at the first save
     except OSError as e:
         sys.exit(f"error: cannot write to {run_dir.resolve()}: {e.strerror or e}")
     alg, cfg = quietly(build, args, env)
-    writer = SummaryWriter(str(run_dir))
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    if checkpoint:
+        try:
+            alg.load(checkpoint["rsl_rl"], None, strict=True)  # networks, normalisers, median head, Adam and its lr
+        except (RuntimeError, KeyError, ValueError) as e:
+            sys.exit(f"error: {args.resume} cannot be resumed: {str(e).splitlines()[0]}")
+        if "rng" in checkpoint:
+            random.setstate(checkpoint["rng"]["python"])
+            np.random.set_state(checkpoint["rng"]["numpy"])
+            torch.set_rng_state(checkpoint["rng"]["torch"])
+        print(f"resuming {run_dir} at step {global_step} (the episodes restart; the learning goes on)")
+    # on resume, purge_step hides what the cut-off run logged after its checkpoint
+    writer = SummaryWriter(str(run_dir), purge_step=global_step + 1 if checkpoint else None)
+    if not checkpoint:
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
 
     obs = env.get_observations()
     alg.train_mode()
-    global_step, start_time = 0, time.time()
+    start_step, start_time = global_step, time.time()
     recent_returns = deque(maxlen=20)
-    progress = tqdm(total=args.num_iterations * args.batch_size, unit="step", disable=None if args.progress else True,
-                    dynamic_ncols=True)
-    for iteration in range(1, args.num_iterations + 1):
+    progress = tqdm(total=args.num_iterations * args.batch_size, initial=global_step, unit="step",
+                    disable=None if args.progress else True, dynamic_ncols=True)
+    for iteration in range(start_iteration, args.num_iterations + 1):
         with torch.inference_mode():  # the rollout, as rsl_rl's OnPolicyRunner.learn runs it
             for step in range(args.num_steps):
                 actions = alg.act(obs)
@@ -444,7 +476,7 @@ def main(args: Args):
         if not np.isfinite([losses["value"], losses["surrogate"]]).all():
             sys.exit(f"error: non-finite loss at step {global_step} (policy {losses['surrogate']}, value {losses['value']}); stopping")
 
-        sps = int(global_step / (time.time() - start_time))
+        sps = int((global_step - start_step) / (time.time() - start_time))
         writer.add_scalar("charts/learning_rate", alg.learning_rate, global_step)
         writer.add_scalar("charts/action_std", alg.get_policy().output_std.mean().item(), global_step)
         writer.add_scalar("charts/SPS", sps, global_step)
@@ -468,7 +500,7 @@ def main(args: Args):
     env.close()
     writer.close()
     recent = f"{np.mean(recent_returns):.2f}" if recent_returns else "n/a"
-    print(f"done: {global_step} steps at {int(global_step / (time.time() - start_time))} steps/s; mean return of the last "
+    print(f"done: {global_step} steps at {int((global_step - start_step) / (time.time() - start_time))} steps/s; mean return of the last "
           f"{len(recent_returns)} episodes {recent}; logs in {run_dir}")
     if args.save_model:
         print(f"model saved to {checkpoint_path}")
@@ -483,5 +515,7 @@ if __name__ == "__main__":
         else:
             main(args)
     except KeyboardInterrupt:
-        print("interrupted" + (" (the last checkpoint, if any, is in runs/)" if args.save_model else ""), file=sys.stderr)
+        saving = args.save_model or args.resume is not None
+        hint = " (the last checkpoint, if any, is in runs/<run_name>/; continue it with --resume)" if saving else ""
+        print("interrupted" + hint, file=sys.stderr)
         sys.exit(130)

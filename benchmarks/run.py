@@ -264,10 +264,11 @@ STUDIES: dict[str, list[Job]] = {
     # Legged locomotion (issue 19): rsl_rl's PPO against BPO (bpo_rsl_rl:BPO) on MuJoCo Playground's Go1 rough-terrain
     # joystick task through envpool, both at locomotion_rsl_rl.py's defaults (Isaac Lab's Go1 agent settings, initial
     # std 0.2 and lr 1e-4; BPO: ε 0.3, λ 0.01, the square-root distance), 5M steps, 3 seeds. A small budget on the
-    # Playground task, not the paper's Isaac Lab runs (100M+ steps). Not resumable: a cut-off job starts again.
+    # Playground task, not the paper's Isaac Lab runs (100M+ steps). A job takes longer than a session: resumable.
     "locomotion_go1_rough_5m": [job for seed in (1, 2, 3) for algo in ("ppo", "bpo") for job in
                                 grid(["locomotion_rsl_rl"], ["Go1JoystickRoughTerrain-v1"], [seed], 5_000_000,
-                                     ["--algo", algo], {"locomotion_rsl_rl": f"{algo}_rsl_rl"})],
+                                     ["--algo", algo, "--save-model"], {"locomotion_rsl_rl": f"{algo}_rsl_rl"},
+                                     resumable=True)],
     # GBPO against GRPO (issue 5): the paper's three (ε, update epochs) settings, majority-vote reward, 3 seeds. GBPO with
     # the sigmoid target, its default when the study was made (pinned since the exact target became the default).
     "gbpo_llm": [

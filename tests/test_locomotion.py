@@ -167,6 +167,55 @@ def test_smoke_locomotion_script_trains_saves_and_evaluates_on_go1(tmp_path, mon
     assert "note: --eval-checkpoint uses the saved run's arguments; ignoring --env-id" in captured.err.splitlines()
 
 
+def test_resume_continues_a_cut_off_run_with_its_optimizer_and_normaliser(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    save = loco.save_checkpoint
+
+    def cut_before_third_save(path, alg, args, iteration, global_step):  # killed after logging iteration 3
+        if iteration == 3:
+            raise KeyboardInterrupt
+        save(path, alg, args, iteration, global_step)
+
+    monkeypatch.setattr(loco, "save_checkpoint", cut_before_third_save)
+    tiny = dict(num_envs=8, num_steps=8, total_timesteps=256, hidden_sizes=(32, 32), num_minibatches=2, update_epochs=1,
+                progress=False, save_model=True)  # 4 iterations of 64 steps, a checkpoint after each
+    with pytest.raises(KeyboardInterrupt):
+        loco.main(loco.Args(algo="bpo", **tiny))
+    (checkpoint_path,) = (tmp_path / "runs").glob("*/locomotion_rsl_rl.cleanrl_model")
+    cut = torch.load(checkpoint_path, weights_only=False)
+    assert cut["global_step"] == 128 and cut["iteration"] == 2
+    assert [s for s, _ in read_scalars(checkpoint_path.parent)["losses/value_loss"]] == [64, 128, 192]
+
+    monkeypatch.setattr(loco, "save_checkpoint", save)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the run's own folder is used, wherever the command runs
+    loco.main(loco.Args(resume=str(checkpoint_path), total_timesteps=10**6, progress=False))
+    captured = capsys.readouterr()
+    assert f"resuming {checkpoint_path.parent} at step 128" in captured.out and "done: 256 steps" in captured.out
+    assert "note: --resume continues with the saved run's arguments; ignoring --total-timesteps" in captured.err
+    resumed = torch.load(checkpoint_path, weights_only=False)
+    assert resumed["global_step"] == 256 and resumed["iteration"] == 4  # the saved budget, not the new flag's
+    assert resumed["args"]["algo"] == "bpo" and resumed["args"]["hidden_sizes"] == (32, 32)
+    optimizer = resumed["rsl_rl"]["optimizer_state_dict"]
+    assert all(state["step"] == 8 for state in optimizer["state"].values())  # 4 iterations × 2 minibatches, one Adam
+    assert resumed["rsl_rl"]["actor_state_dict"]["obs_normalizer.count"] == 256  # 4 rollouts of 64, none forgotten
+    assert [s for s, _ in read_scalars(checkpoint_path.parent)["losses/value_loss"]] == [64, 128, 192, 256]  # 192 purged
+    assert not (tmp_path / "elsewhere" / "runs").exists()
+
+
+def test_resume_rejects_missing_and_mismatched_checkpoints_and_eval_at_the_same_time(tmp_path):
+    with pytest.raises(SystemExit, match=r"^error: checkpoint not found: .*nope.cleanrl_model$"):
+        loco.main(loco.Args(resume=str(tmp_path / "nope.cleanrl_model")))
+    with pytest.raises(SystemExit, match=r"^error: --eval-checkpoint and --resume exclude each other$"):
+        loco.check_args(loco.Args(resume="a", eval_checkpoint="b"))
+    args = vars(loco.Args(num_envs=8, num_steps=8, total_timesteps=128, num_minibatches=2, hidden_sizes=(32, 32)))
+    (run := tmp_path / "runs" / "r").mkdir(parents=True)
+    torch.save({"script": "locomotion_rsl_rl", "args": args, "rsl_rl": {}, "iteration": 1, "global_step": 64},
+               run / "locomotion_rsl_rl.cleanrl_model")
+    with pytest.raises(SystemExit, match=r"^error: .*locomotion_rsl_rl.cleanrl_model cannot be resumed: "):
+        loco.main(loco.Args(resume=str(run / "locomotion_rsl_rl.cleanrl_model"), progress=False))
+
+
 def test_cli_bad_input_is_one_line(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "locomotion_rsl_rl.py"), "--epsilon", "1.5"], cwd=tmp_path,
                          capture_output=True, text=True)
@@ -213,6 +262,6 @@ def test_go1_study_compares_ppo_and_bpo_at_equal_settings_over_three_seeds():
     jobs = run.STUDIES["locomotion_go1_rough_5m"]
     assert {(j.name, j.seed) for j in jobs} == {(f"{a}_rsl_rl", s) for a in ("ppo", "bpo") for s in (1, 2, 3)}
     assert all(j.script == "locomotion_rsl_rl" and j.env_id == "Go1JoystickRoughTerrain-v1" and j.total_timesteps == 5_000_000
-               and j.extra_args == ("--algo", j.name.split("_")[0]) for j in jobs)
+               and j.extra_args == ("--algo", j.name.split("_")[0], "--save-model") and j.resumable for j in jobs)
     assert "locomotion_rsl_rl" in run.ENVPOOL_SCRIPTS
     assert run.raw_env_rate("Go1JoystickFlatTerrain-v1", steps=50, envpool=True) > 0  # the yardstick steps envpool's env
