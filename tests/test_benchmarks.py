@@ -319,6 +319,7 @@ def test_suite_report_table_failures_and_targets(suite, tmp_path):
     assert iqm_row.startswith("| IQM of normalised scores [95% CI] | 1.00 [") and " | 0.88 [" in iqm_row  # 0.875
     assert text.count("P(BPO > PPO) = 0.50 [95% CI 0.50, 0.50]") == 1  # Hopper always 1, Ant always 0
     assert "BPO's mean below PPO's:\n- Ant-v4: 1100 against 2100, 0.52× PPO's mean, -1000, normalised 0.50\n" in text
+    assert "as issue 17 asks: no task needs more seeds." in text  # 500 and 1000 apart, std 82
     assert lines[-2] == ("**Issue 17's targets** on the 2 tasks in the aggregates, 2 pending: "
                          "IQM(BPO) ≥ IQM(PPO): **not met** (0.88 against 1.00); "
                          "P(BPO > PPO) > 0.5 with the lower end of its 95% CI above 0.5: **not met** (0.50, CI 0.50–0.50); "
@@ -334,6 +335,10 @@ def test_suite_report_meets_the_targets_and_ranks_nothing_below_three_seeds(suit
     assert lines[-2].endswith("IQM(BPO) ≥ IQM(PPO): **met** (1.25 against 1.00); "
                               "P(BPO > PPO) > 0.5 with the lower end of its 95% CI above 0.5: **met** (1.00, CI 1.00–1.00); "
                               "no task with BPO below 0.8× PPO (normalised BPO < 0.8): **met** (none). All met: **yes**.")
+    close = hopper | {("Hopper-v4", "bpo_continuous"): [1950, 2050, 2250]}  # 2083 ± 125 against 2000 ± 82
+    assert "as issue 17 asks: seeds 4–5 still to run on Hopper-v4 (|Δ| 83, std 125)." in "\n".join(suite(close))
+    close = {("Hopper-v4", "ppo_continuous"): [1900, 2000, 2100, 2000, 2000], ("Hopper-v4", "bpo_continuous"): [2050] * 5}
+    assert "as issue 17 asks: no task needs more seeds." in "\n".join(suite(close))  # it has 5
     lines = suite(hopper | {("Hopper-v4", "bpo_continuous"): [2400, 2500]})
     assert lines[-2] == ("**Issue 17's targets: nothing is ranked**: fewer than 3 seeds per config on "
                          "Hopper-v4 (ppo_continuous 3, bpo_continuous 2).")
