@@ -17,6 +17,7 @@ Needs ``pip install "brrl[locomotion]"`` (rsl-rl-lib, envpool).
 import math
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -362,12 +363,38 @@ def load_checkpoint(path):
         sys.exit(f"error: checkpoint not found: {path}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        script, _, _ = checkpoint["script"], checkpoint["args"], checkpoint["rsl_rl"]
+        script = checkpoint["script"]
     except Exception as e:
         sys.exit(f"error: {path} is not a checkpoint of this script ({type(e).__name__}: {e})")
-    if script != Args.exp_name:
+    if script != Args.exp_name:  # before looking for rsl_rl's dict, which the other scripts' checkpoints lack
         sys.exit(f"error: {path} was saved by {script}.py; use it with that script, not {Args.exp_name}.py")
+    expected = {"args": dict, "rsl_rl": dict, "iteration": int, "global_step": int}
+    if bad := [key for key, kind in expected.items() if not isinstance(checkpoint.get(key), kind)]:
+        sys.exit(f"error: {path} is not a checkpoint of this script (missing or malformed: {', '.join(bad)})")
     return checkpoint
+
+
+def first_line(e: Exception) -> str:
+    """An exception's message in one line: a KeyError's without the quotes str() adds, and load_state_dict's heading
+    ("Error(s) in loading state_dict for X:") with its first detail."""
+    lines = [line.strip() for line in str(e.args[0] if isinstance(e, KeyError) and e.args else e).splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    return f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+
+
+def exit_on_ctrl_c(checkpoint_path, saving):
+    """From here on, Ctrl-C ends the run with one line saying where its last checkpoint is (exit code 130, no traceback)."""
+
+    def handler(signum, frame):
+        if saving and os.path.exists(checkpoint_path):
+            print(f"interrupted: the last checkpoint is {checkpoint_path}; continue the run with "
+                  f"python {os.path.basename(__file__)} --resume {checkpoint_path}", file=sys.stderr)
+        else:
+            print("interrupted before any checkpoint was saved (--save-model saves one every 10% of training)", file=sys.stderr)
+        sys.exit(130)
+
+    return signal.signal(signal.SIGINT, handler)
 
 
 def evaluate(args: Args):
@@ -387,7 +414,7 @@ def evaluate(args: Args):
     try:
         alg.load(checkpoint["rsl_rl"], {"actor": True}, strict=True)
     except (RuntimeError, KeyError) as e:
-        sys.exit(f"error: {args.eval_checkpoint} does not match {saved.env_id} and this network: {str(e).splitlines()[0]}")
+        sys.exit(f"error: {args.eval_checkpoint} does not match {saved.env_id} and this network: {first_line(e)}")
     policy = alg.get_policy()
     policy.eval()
     returns, counted = [None] * saved.num_envs, np.zeros(saved.num_envs, bool)
@@ -421,6 +448,7 @@ def main(args: Args):
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = Path(args.resume).parent if checkpoint else Path("runs") / run_name
     checkpoint_path = str(run_dir / f"{args.exp_name}.cleanrl_model")
+    previous_handler = exit_on_ctrl_c(checkpoint_path, args.save_model)
     start_iteration, global_step = (checkpoint["iteration"] + 1, checkpoint["global_step"]) if checkpoint else (1, 0)
 
     random.seed(args.seed)
@@ -438,12 +466,12 @@ def main(args: Args):
     if checkpoint:
         try:
             alg.load(checkpoint["rsl_rl"], None, strict=True)  # networks, normalisers, median head, Adam and its lr
-        except (RuntimeError, KeyError, ValueError) as e:
-            sys.exit(f"error: {args.resume} cannot be resumed: {str(e).splitlines()[0]}")
-        if "rng" in checkpoint:
-            random.setstate(checkpoint["rng"]["python"])
-            np.random.set_state(checkpoint["rng"]["numpy"])
-            torch.set_rng_state(checkpoint["rng"]["torch"])
+            if "rng" in checkpoint:
+                random.setstate(checkpoint["rng"]["python"])
+                np.random.set_state(checkpoint["rng"]["numpy"])
+                torch.set_rng_state(checkpoint["rng"]["torch"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            sys.exit(f"error: {args.resume} cannot be resumed: {first_line(e)}")
         print(f"resuming {run_dir} at step {global_step} (the episodes restart; the learning goes on)")
     # on resume, purge_step hides what the cut-off run logged after its checkpoint
     writer = SummaryWriter(str(run_dir), purge_step=global_step + 1 if checkpoint else None)
@@ -504,6 +532,7 @@ def main(args: Args):
           f"{len(recent_returns)} episodes {recent}; logs in {run_dir}")
     if args.save_model:
         print(f"model saved to {checkpoint_path}")
+    signal.signal(signal.SIGINT, previous_handler)
 
 
 if __name__ == "__main__":
@@ -514,8 +543,6 @@ if __name__ == "__main__":
             evaluate(args)
         else:
             main(args)
-    except KeyboardInterrupt:
-        saving = args.save_model or args.resume is not None
-        hint = " (the last checkpoint, if any, is in runs/<run_name>/; continue it with --resume)" if saving else ""
-        print("interrupted" + hint, file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C in an evaluation (in training, exit_on_ctrl_c's handler answers)
+        print("interrupted", file=sys.stderr)
         sys.exit(130)

@@ -3,8 +3,11 @@ real Playground task, a short run of the script (PPO and BPO) with its logs, che
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,7 +170,15 @@ def test_smoke_locomotion_script_trains_saves_and_evaluates_on_go1(tmp_path, mon
     assert "note: --eval-checkpoint uses the saved run's arguments; ignoring --env-id" in captured.err.splitlines()
 
 
-def test_resume_continues_a_cut_off_run_with_its_optimizer_and_normaliser(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def sigint_handler():
+    """The test's own Ctrl-C handler back afterwards, whatever the script installed."""
+    previous = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_resume_continues_a_cut_off_run_with_its_optimizer_and_normaliser(tmp_path, monkeypatch, capsys, sigint_handler):
     monkeypatch.chdir(tmp_path)
     save = loco.save_checkpoint
 
@@ -210,10 +221,42 @@ def test_resume_rejects_missing_and_mismatched_checkpoints_and_eval_at_the_same_
         loco.check_args(loco.Args(resume="a", eval_checkpoint="b"))
     args = vars(loco.Args(num_envs=8, num_steps=8, total_timesteps=128, num_minibatches=2, hidden_sizes=(32, 32)))
     (run := tmp_path / "runs" / "r").mkdir(parents=True)
-    torch.save({"script": "locomotion_rsl_rl", "args": args, "rsl_rl": {}, "iteration": 1, "global_step": 64},
-               run / "locomotion_rsl_rl.cleanrl_model")
-    with pytest.raises(SystemExit, match=r"^error: .*locomotion_rsl_rl.cleanrl_model cannot be resumed: "):
-        loco.main(loco.Args(resume=str(run / "locomotion_rsl_rl.cleanrl_model"), progress=False))
+    path = run / "locomotion_rsl_rl.cleanrl_model"
+    torch.save({"script": "locomotion_rsl_rl", "args": args, "rsl_rl": {}, "iteration": 1, "global_step": 64}, path)
+    with pytest.raises(SystemExit, match=r"^error: .*locomotion_rsl_rl.cleanrl_model cannot be resumed: the checkpoint has no 'median_state_dict'"):
+        loco.main(loco.Args(resume=str(path), progress=False))
+    torch.save({"script": "locomotion_rsl_rl", "args": args, "rsl_rl": {}, "global_step": 64}, path)
+    with pytest.raises(SystemExit, match=r"^error: .* is not a checkpoint of this script \(missing or malformed: iteration\)$"):
+        loco.main(loco.Args(resume=str(path), progress=False))
+    torch.save({"script": "ppo_continuous", "args": {}, "model": {}}, path)  # another script's: no rsl_rl dict
+    with pytest.raises(SystemExit, match=r"^error: .* was saved by ppo_continuous.py; use it with that script"):
+        loco.main(loco.Args(resume=str(path), progress=False))
+
+
+@pytest.mark.parametrize("save_model", [True, False], ids=["saving", "not-saving"])
+def test_ctrl_c_ends_in_one_line_saying_where_the_last_checkpoint_is(save_model, tmp_path, monkeypatch, capsys,
+                                                                     sigint_handler):
+    monkeypatch.chdir(tmp_path)
+    calls, policy_change = [], loco.policy_change
+
+    def ctrl_c_in_the_second_iteration(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return policy_change(*args)
+
+    monkeypatch.setattr(loco, "policy_change", ctrl_c_in_the_second_iteration)
+    with pytest.raises(SystemExit) as exc:
+        loco.main(loco.Args(num_envs=8, num_steps=8, total_timesteps=256, hidden_sizes=(32, 32), num_minibatches=2,
+                            update_epochs=1, progress=False, save_model=save_model))
+    assert exc.value.code == 130
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    if save_model:
+        (path,) = Path("runs").glob("*/locomotion_rsl_rl.cleanrl_model")
+        assert torch.load(path, weights_only=False)["iteration"] == 1
+        assert line == f"interrupted: the last checkpoint is {path}; continue the run with python locomotion_rsl_rl.py --resume {path}"
+    else:
+        assert line == "interrupted before any checkpoint was saved (--save-model saves one every 10% of training)"
 
 
 def test_cli_bad_input_is_one_line(tmp_path):
@@ -239,7 +282,7 @@ def test_evaluate_rejects_missing_and_foreign_checkpoints(tmp_path):
     (tmp_path / "junk.cleanrl_model").write_text("not a checkpoint")
     with pytest.raises(SystemExit, match=r"^error: .*junk.cleanrl_model is not a checkpoint of this script"):
         loco.evaluate(loco.Args(eval_checkpoint=str(tmp_path / "junk.cleanrl_model")))
-    torch.save({"script": "bpo_continuous", "args": {}, "rsl_rl": {}}, tmp_path / "other.cleanrl_model")
+    torch.save({"script": "bpo_continuous", "args": {}, "model": {}}, tmp_path / "other.cleanrl_model")  # no rsl_rl dict
     with pytest.raises(SystemExit, match=r"^error: .*other.cleanrl_model was saved by bpo_continuous.py"):
         loco.evaluate(loco.Args(eval_checkpoint=str(tmp_path / "other.cleanrl_model")))
 
