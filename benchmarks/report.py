@@ -61,11 +61,18 @@ def final_score(returns: np.ndarray, total: int) -> float:
     return float(last.mean()) if len(last) else float("nan")
 
 
+def decimals(*values: float) -> int:
+    """Digits after the point for returns of this size: none from 100 up, 1 from 10, else 2 (Reacher's -5.3 is not -5)."""
+    top = max((abs(v) for v in values if np.isfinite(v)), default=0.0)
+    return 0 if top >= 100 else 1 if top >= 10 else 2
+
+
 def seed_scores(group: list[dict]) -> tuple[np.ndarray, str]:
     """Final scores of one config's runs on one env in seed order, and their text ("s1: 2755, s2: 2631")."""
     group = sorted(group, key=lambda r: r["seed"])
     scores = np.array([final_score(r["returns"], r["total"]) for r in group])
-    return scores, ", ".join(f"s{r['seed']}: {score:.0f}" for r, score in zip(group, scores))
+    d = decimals(*scores)
+    return scores, ", ".join(f"s{r['seed']}: {score:.{d}f}" for r, score in zip(group, scores))
 
 
 def smoothed_curve(returns: np.ndarray, grid: np.ndarray, window: float) -> np.ndarray:
@@ -237,8 +244,10 @@ def suite_report(study: str, runs: list[dict], plt) -> list[str]:
              "| task | PPO | PPO per seed | BPO | BPO per seed | BPO / PPO | normalised BPO "
              "| *CleanRL's PPO, their report, 1M steps* |",
              "|---|---|---|---|---|---|---|---|"]
+    digits = {env: decimals(*[mean[key] for key in mean if key[0] == env]) for env, _ in groups}
     for env in sorted({env for env, _ in groups}):
-        cells = [f"{mean[env, c]:.0f} ± {scores[env, c][0].std():.0f} | {scores[env, c][1]}" if (env, c) in scores
+        d = digits[env]
+        cells = [f"{mean[env, c]:.{d}f} ± {scores[env, c][0].std():.{d}f} | {scores[env, c][1]}" if (env, c) in scores
                  else "– | –" for c in SUITE_CONFIGS]
         ratio = f"{mean[env, cand] / mean[env, base]:.2f}" if env in both else "–"
         normalised_mean = f"{normalised(env, mean[env, cand]):.2f}" if env in included else "–"
@@ -300,12 +309,12 @@ def suite_report(study: str, runs: list[dict], plt) -> list[str]:
 
     trailing = [env for env in both if mean[env, cand] < mean[env, base]]
     lines.append("BPO's mean below PPO's:" + ("" if trailing else " none."))
-    lines += [f"- {env}: {mean[env, cand]:.0f} against {mean[env, base]:.0f}, {mean[env, cand] / mean[env, base]:.2f}× "
-              f"PPO's mean, {mean[env, cand] - mean[env, base]:+.0f}"
+    lines += [f"- {env}: {mean[env, cand]:.{digits[env]}f} against {mean[env, base]:.{digits[env]}f}, "
+              f"{mean[env, cand] / mean[env, base]:.2f}× PPO's mean, {mean[env, cand] - mean[env, base]:+.{digits[env]}f}"
               + (f", normalised {normalised(env, mean[env, cand]):.2f}" if env in included else "") for env in trailing]
     lines.append("")
     # the issue's seed rule: 5 seeds where the two means lie within one standard deviation (the larger of the two)
-    close = [f"{env} (|Δ| {abs(mean[env, cand] - mean[env, base]):.0f}, std {spread:.0f})" for env in both
+    close = [f"{env} (|Δ| {abs(mean[env, cand] - mean[env, base]):.{digits[env]}f}, std {spread:.{digits[env]}f})" for env in both
              if 3 <= min(len(scores[env, c][0]) for c in SUITE_CONFIGS) < 5
              and abs(mean[env, cand] - mean[env, base]) <= (spread := max(scores[env, c][0].std() for c in SUITE_CONFIGS))]
     lines += ["5 seeds where the two means lie within one standard deviation (the larger of the two), as issue 17 asks: "
@@ -362,7 +371,8 @@ def main(study: tyro.conf.Positional[str]) -> None:
             scores, per_seed = seed_scores(group)
             sps, raw = np.mean([r["sps"] for r in group]), np.mean([r["raw_env_steps_per_s"] for r in group])
             kl = np.mean([r["kl"] for r in group])
-            lines.append(f"| {env_id} | {name} | {group[0]['total']:,} | {len(group)} | {scores.mean():.0f} ± {scores.std():.0f} "
+            d = decimals(*scores)
+            lines.append(f"| {env_id} | {name} | {group[0]['total']:,} | {len(group)} | {scores.mean():.{d}f} ± {scores.std():.{d}f} "
                          f"| {per_seed} | {kl:.4f} | {sps:.0f} | {raw:.0f} | {sps / raw:.3f} |")
     lines += ["", provenance(runs), ""]
 

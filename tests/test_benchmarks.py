@@ -344,6 +344,16 @@ def test_suite_report_meets_the_targets_and_ranks_nothing_below_three_seeds(suit
                          "Hopper-v4 (ppo_continuous 3, bpo_continuous 2).")
 
 
+def test_scores_keep_the_digits_small_returns_need(suite):
+    assert [report.decimals(v) for v in (2557.0, -41.5, 8.0, float("nan"))] == [0, 1, 2, 2]
+    _, text = report.seed_scores(fake_suite_runs({("Reacher-v4", "ppo_continuous"): [-5.31, -4.87, -6.02]}))
+    assert text == "s1: -5.31, s2: -4.87, s3: -6.02"  # not -5, -5, -6
+    text = "\n".join(suite({("Swimmer-v4", "ppo_continuous"): [50.0, 60.0, 70.0],
+                            ("Swimmer-v4", "bpo_continuous"): [40.0, 45.0, 50.0]}))
+    assert "| Swimmer-v4 | 60.0 ± 8.2 | s1: 50.0, s2: 60.0, s3: 70.0 | 45.0 ± 4.1 | s1: 40.0, s2: 45.0, s3: 50.0 |" in text
+    assert "- Swimmer-v4: 45.0 against 60.0, 0.75× PPO's mean, -15.0, normalised 0.75" in text
+
+
 def test_report_adds_the_suite_section_to_the_per_config_table(suite, tmp_path, monkeypatch):
     monkeypatch.setattr(report, "load_runs", lambda study: fake_suite_runs(SUITE_SCORES))
     report.main("suite")
