@@ -401,14 +401,6 @@ def test_evaluation_finishes_when_every_game_ends_inside_a_reset(script, tmp_pat
 # ---------------------------------------------------------------- Ctrl-C
 
 
-@pytest.fixture
-def sigint_handler():
-    """The test's own Ctrl-C handler back afterwards, whatever the script installed."""
-    previous = signal.getsignal(signal.SIGINT)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
 @pytest.mark.parametrize("script", ENV_SCRIPTS, ids=name)
 @pytest.mark.parametrize("save_model", [True, False], ids=["saving", "not-saving"])
 def test_ctrl_c_ends_in_one_line_saying_where_the_last_checkpoint_is(script, save_model, tmp_path, monkeypatch, capsys,

@@ -170,14 +170,6 @@ def test_smoke_locomotion_script_trains_saves_and_evaluates_on_go1(tmp_path, mon
     assert "note: --eval-checkpoint uses the saved run's arguments; ignoring --env-id" in captured.err.splitlines()
 
 
-@pytest.fixture
-def sigint_handler():
-    """The test's own Ctrl-C handler back afterwards, whatever the script installed."""
-    previous = signal.getsignal(signal.SIGINT)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
 def test_resume_continues_a_cut_off_run_with_its_optimizer_and_normaliser(tmp_path, monkeypatch, capsys, sigint_handler):
     monkeypatch.chdir(tmp_path)
     save = loco.save_checkpoint
