@@ -260,7 +260,12 @@ STUDIES: dict[str, list[Job]] = {
     "mujoco_suite_1m": [job for script in ("ppo_continuous", "bpo_continuous") for job in
                         grid([script], ["InvertedPendulum-v4", "InvertedDoublePendulum-v4", "Reacher-v4", "Swimmer-v4",
                                         "Walker2d-v4", "HalfCheetah-v4", "Pusher-v5", "HumanoidStandup-v4"], [1, 2, 3],
-                             1_000_000, ["--save-model"], resumable=True)],
+                             1_000_000, ["--save-model"], resumable=True)]
+    # Seeds 4-5 where the issue's rule asks for them (report.py names the tasks: |Δmean| ≤ the larger std over seeds 1-3):
+    # InvertedDoublePendulum (|Δ| 874, std 926) and InvertedPendulum (both 1000 ± 0: a tie at the ceiling, which more
+    # seeds cannot reverse but can break with a failed seed, for 4 short jobs).
+    + grid(["ppo_continuous", "bpo_continuous"], ["InvertedDoublePendulum-v4", "InvertedPendulum-v4"], [4, 5],
+           1_000_000, ["--save-model"], resumable=True),
     # Legged locomotion (issue 19): rsl_rl's PPO against BPO (bpo_rsl_rl:BPO) on MuJoCo Playground's Go1 rough-terrain
     # joystick task through envpool, both at locomotion_rsl_rl.py's defaults (Isaac Lab's Go1 agent settings, initial
     # std 0.2 and lr 1e-4; BPO: ε 0.3, λ 0.01, the square-root distance), 5M steps, 3 seeds. A small budget on the

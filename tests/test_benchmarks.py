@@ -369,8 +369,12 @@ def test_suite_study_runs_all_ppo_jobs_first_on_tasks_the_report_can_normalise(t
     monkeypatch.chdir(tmp_path)  # mujoco writes its deprecation warnings (HalfCheetah, Pusher) to ./MUJOCO_LOG.TXT
 
     jobs = run.STUDIES["mujoco_suite_1m"]
-    assert [job.name for job in jobs] == ["ppo_continuous"] * 24 + ["bpo_continuous"] * 24
-    assert [(job.env_id, job.seed) for job in jobs[:24]] == [(job.env_id, job.seed) for job in jobs[24:]]
+    grid, extra = jobs[:48], jobs[48:]  # the 3-seed grid, then seeds 4-5 where the report's rule asked for them
+    assert [job.name for job in grid] == ["ppo_continuous"] * 24 + ["bpo_continuous"] * 24
+    assert [(job.env_id, job.seed) for job in grid[:24]] == [(job.env_id, job.seed) for job in grid[24:]]
+    assert {job.seed for job in extra} == {4, 5} and {job.env_id for job in extra} <= {job.env_id for job in grid}
+    for job in extra:  # each extra seed is run by both scripts
+        assert sum(other.env_id == job.env_id and other.seed == job.seed for other in extra) == 2
     assert all(job.total_timesteps == 1_000_000 and job.extra_args == ("--save-model",) and job.resumable for job in jobs)
     borrowed = set(run.STUDY_ENVS["mujoco_suite_1m"])  # Hopper, Ant, Humanoid: runs of other studies at the same defaults
     assert borrowed == {"Hopper-v4", "Ant-v4", "Humanoid-v4"} and not borrowed & {job.env_id for job in jobs}
