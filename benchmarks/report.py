@@ -235,9 +235,12 @@ def suite_report(study: str, runs: list[dict], plt) -> list[str]:
     def normalised(env: str, values):  # 0: a random policy, 1: PPO's mean on the task
         return (values - RANDOM_SCORES[env]) / (mean[env, base] - RANDOM_SCORES[env])
 
+    def positive(env):  # a ratio of means reads as "BPO's share of PPO's score" only where both are above 0
+        return mean[env, cand] > 0 and mean[env, base] > 0
+
     lines = ["## Suite: `ppo_continuous` against `bpo_continuous`", "",
-             "Score as above, mean ± std over seeds and per seed. BPO / PPO: the ratio of the two means (for negative "
-             "returns a ratio above 1 means BPO is worse). Normalised BPO: "
+             "Score as above, mean ± std over seeds and per seed. BPO / PPO: the ratio of the two means where both are "
+             "positive (with negative returns a ratio reads backwards: see the normalised score). Normalised BPO: "
              "(BPO's mean − random) / (PPO's mean − random), where random is the mean return of a uniform-random policy "
              "(report.RANDOM_SCORES, 10 episodes); the target of no task below 0.8× PPO is read on it, being sign-safe. "
              "The last column is CleanRL's published PPO score, their report, not our run.", "",
@@ -249,7 +252,7 @@ def suite_report(study: str, runs: list[dict], plt) -> list[str]:
         d = digits[env]
         cells = [f"{mean[env, c]:.{d}f} ± {scores[env, c][0].std():.{d}f} | {scores[env, c][1]}" if (env, c) in scores
                  else "– | –" for c in SUITE_CONFIGS]
-        ratio = f"{mean[env, cand] / mean[env, base]:.2f}" if env in both else "–"
+        ratio = f"{mean[env, cand] / mean[env, base]:.2f}" if env in both and positive(env) else "–"
         normalised_mean = f"{normalised(env, mean[env, cand]):.2f}" if env in included else "–"
         theirs = f"*{CLEANRL_PPO_1M[env][0]} ± {CLEANRL_PPO_1M[env][1]}*" if env in CLEANRL_PPO_1M else ""
         lines.append(f"| {env} | {' | '.join(cells)} | {ratio} | {normalised_mean} | {theirs} |")
@@ -310,7 +313,8 @@ def suite_report(study: str, runs: list[dict], plt) -> list[str]:
     trailing = [env for env in both if mean[env, cand] < mean[env, base]]
     lines.append("BPO's mean below PPO's:" + ("" if trailing else " none."))
     lines += [f"- {env}: {mean[env, cand]:.{digits[env]}f} against {mean[env, base]:.{digits[env]}f}, "
-              f"{mean[env, cand] / mean[env, base]:.2f}× PPO's mean, {mean[env, cand] - mean[env, base]:+.{digits[env]}f}"
+              + (f"{mean[env, cand] / mean[env, base]:.2f}× PPO's mean, " if positive(env) else "")
+              + f"{mean[env, cand] - mean[env, base]:+.{digits[env]}f}"
               + (f", normalised {normalised(env, mean[env, cand]):.2f}" if env in included else "") for env in trailing]
     lines.append("")
     # the seed rule: 5 seeds where the two means lie within one standard deviation (the larger of the two)

@@ -354,6 +354,15 @@ def test_scores_keep_the_digits_small_returns_need(suite):
     assert "- Swimmer-v4: 45.0 against 60.0, 0.75× PPO's mean, -15.0, normalised 0.75" in text
 
 
+def test_negative_returns_get_no_ratio_of_means(suite, monkeypatch):
+    monkeypatch.setitem(report.RANDOM_SCORES, "Reacher-v4", -43.0)
+    text = "\n".join(suite({("Reacher-v4", "ppo_continuous"): [-5.0, -5.5, -6.0],
+                            ("Reacher-v4", "bpo_continuous"): [-6.0, -6.5, -7.0]}))
+    # -6.5 / -5.5 = 1.18 would read as BPO ahead; the normalised score (−6.5 + 43) / (−5.5 + 43) = 0.97 does not
+    assert "| s1: -6.00, s2: -6.50, s3: -7.00 | – | 0.97 |" in text
+    assert "- Reacher-v4: -6.50 against -5.50, -1.00, normalised 0.97" in text
+
+
 def test_report_adds_the_suite_section_to_the_per_config_table(suite, tmp_path, monkeypatch):
     monkeypatch.setattr(report, "load_runs", lambda study: fake_suite_runs(SUITE_SCORES))
     report.main("suite")
