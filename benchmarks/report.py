@@ -235,8 +235,8 @@ def suite_report(study: str, runs: list[dict], plt) -> list[str]:
     def normalised(env: str, values):  # 0: a random policy, 1: PPO's mean on the task
         return (values - RANDOM_SCORES[env]) / (mean[env, base] - RANDOM_SCORES[env])
 
-    def positive(env):  # a ratio of means reads as "BPO's share of PPO's score" only where both are above 0
-        return mean[env, cand] > 0 and mean[env, base] > 0
+    def ratio(env):  # BPO's mean over PPO's: "BPO's share of PPO's score" only where both are above 0, else None
+        return mean[env, cand] / mean[env, base] if mean[env, cand] > 0 and mean[env, base] > 0 else None
 
     lines = ["## Suite: `ppo_continuous` against `bpo_continuous`", "",
              "Score as above, mean ± std over seeds and per seed. BPO / PPO: the ratio of the two means where both are "
@@ -252,10 +252,10 @@ def suite_report(study: str, runs: list[dict], plt) -> list[str]:
         d = digits[env]
         cells = [f"{mean[env, c]:.{d}f} ± {scores[env, c][0].std():.{d}f} | {scores[env, c][1]}" if (env, c) in scores
                  else "– | –" for c in SUITE_CONFIGS]
-        ratio = f"{mean[env, cand] / mean[env, base]:.2f}" if env in both and positive(env) else "–"
+        share = f"{ratio(env):.2f}" if env in both and ratio(env) is not None else "–"
         normalised_mean = f"{normalised(env, mean[env, cand]):.2f}" if env in included else "–"
         theirs = f"*{CLEANRL_PPO_1M[env][0]} ± {CLEANRL_PPO_1M[env][1]}*" if env in CLEANRL_PPO_1M else ""
-        lines.append(f"| {env} | {' | '.join(cells)} | {ratio} | {normalised_mean} | {theirs} |")
+        lines.append(f"| {env} | {' | '.join(cells)} | {share} | {normalised_mean} | {theirs} |")
     lines.append("")
     if left_out:
         lines += ["Left out of the aggregates (pending): " + "; ".join(f"{env} ({why})" for env, why in left_out.items())
@@ -313,7 +313,7 @@ def suite_report(study: str, runs: list[dict], plt) -> list[str]:
     trailing = [env for env in both if mean[env, cand] < mean[env, base]]
     lines.append("BPO's mean below PPO's:" + ("" if trailing else " none."))
     lines += [f"- {env}: {mean[env, cand]:.{digits[env]}f} against {mean[env, base]:.{digits[env]}f}, "
-              + (f"{mean[env, cand] / mean[env, base]:.2f}× PPO's mean, " if positive(env) else "")
+              + (f"{ratio(env):.2f}× PPO's mean, " if ratio(env) is not None else "")
               + f"{mean[env, cand] - mean[env, base]:+.{digits[env]}f}"
               + (f", normalised {normalised(env, mean[env, cand]):.2f}" if env in included else "") for env in trailing]
     lines.append("")
