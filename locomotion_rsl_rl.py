@@ -445,6 +445,10 @@ def main(args: Args):
     check_args(args)
     args.batch_size = args.num_envs * args.num_steps
     args.num_iterations = args.total_timesteps // args.batch_size
+    if checkpoint and checkpoint["iteration"] >= args.num_iterations:  # nothing left to train: say so, touch nothing
+        print(f"{args.resume} is a finished run ({checkpoint['global_step']} of {args.total_timesteps} steps); nothing to "
+              f"resume. Evaluate it with --eval-checkpoint {args.resume}")
+        return
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = Path(args.resume).parent if checkpoint else Path("runs") / run_name
     checkpoint_path = str(run_dir / f"{args.exp_name}.cleanrl_model")

@@ -199,33 +199,47 @@ def test_cli_an_unwritable_working_directory_is_one_line_and_exit_1(tmp_path):
     assert code == 1 and lines[-1] == f"error: cannot write to {tmp_path / 'runs'}: Permission denied"
 
 
-def hand_made_checkpoint(script, folder: Path) -> Path:
-    """A --save-model checkpoint of a tiny run whose budget is already spent (a resume of it trains no further)."""
+def hand_made_checkpoint(script, folder: Path, iterations_left: int = 0) -> Path:
+    """A --save-model checkpoint of a tiny run of 2 iterations, saved with `iterations_left` of them still to train
+    (0: its budget is spent)."""
     args = script.Args(**TINY[script])
     args.batch_size = args.num_envs * args.num_steps
     args.minibatch_size, args.num_iterations = args.batch_size // args.num_minibatches, args.total_timesteps // args.batch_size
+    iteration = args.num_iterations - iterations_left
     path = folder / f"{script.__name__}.cleanrl_model"
     folder.mkdir(parents=True, exist_ok=True)
     if script in ATARI:
         envs = script.make_envs(args.env_id, args.num_envs)
         agent = script.Agent(envs)
-        script.save_checkpoint(path, agent, args, torch.optim.Adam(agent.parameters()), args.num_iterations, args.total_timesteps)
+        script.save_checkpoint(path, agent, args, torch.optim.Adam(agent.parameters()), iteration, iteration * args.batch_size)
     else:
         envs = script.make_envs(args.env_id, args.num_envs, args.gamma)
         agent = script.Agent(envs)
-        script.save_checkpoint(path, agent, envs, args, torch.optim.Adam(agent.parameters()), args.num_iterations,
-                               args.total_timesteps)
+        script.save_checkpoint(path, agent, envs, args, torch.optim.Adam(agent.parameters()), iteration,
+                               iteration * args.batch_size)
     envs.close()
     return path
 
 
 @pytest.mark.parametrize("script", ENV_SCRIPTS, ids=name)
 def test_resume_into_an_unwritable_folder_stops_before_training(script, tmp_path, monkeypatch):
-    path = hand_made_checkpoint(script, tmp_path / "runs" / "cut")
+    path = hand_made_checkpoint(script, tmp_path / "runs" / "cut", iterations_left=1)
     deny_writes_in(monkeypatch, path.parent)
     monkeypatch.setattr(script, "collect_rollout", lambda *a: pytest.fail("training started"))
     assert fails(script.main, script.Args(resume=str(path), progress=False)) == (
         f"error: cannot write to {path.parent}: Permission denied")
+
+
+@pytest.mark.parametrize("script", ENV_SCRIPTS, ids=name)
+def test_resuming_a_finished_run_says_so_and_touches_nothing(script, tmp_path, monkeypatch, capsys):
+    path = hand_made_checkpoint(script, tmp_path / "runs" / "done")
+    before = {p: p.stat().st_mtime_ns for p in path.parent.iterdir()}
+    monkeypatch.setattr(script, "make_envs", lambda *a, **k: pytest.fail("envs made for a finished run"))
+    assert script.main(script.Args(resume=str(path), progress=False)) is None
+    total = TINY[script]["total_timesteps"]
+    assert capsys.readouterr().out.strip().splitlines() == [
+        f"{path} is a finished run ({total} of {total} steps); nothing to resume. Evaluate it with --eval-checkpoint {path}"]
+    assert {p: p.stat().st_mtime_ns for p in path.parent.iterdir()} == before
 
 
 @pytest.mark.parametrize("script", ENV_SCRIPTS, ids=name)

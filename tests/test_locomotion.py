@@ -205,6 +205,13 @@ def test_resume_continues_a_cut_off_run_with_its_optimizer_and_normaliser(tmp_pa
     assert [s for s, _ in read_scalars(checkpoint_path.parent)["losses/value_loss"]] == [64, 128, 192, 256]  # 192 purged
     assert not (tmp_path / "elsewhere" / "runs").exists()
 
+    saved_at = checkpoint_path.stat().st_mtime_ns
+    loco.main(loco.Args(resume=str(checkpoint_path), progress=False))  # now finished: it says so and trains nothing
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        f"{checkpoint_path} is a finished run (256 of 256 steps); nothing to resume. Evaluate it with --eval-checkpoint "
+        f"{checkpoint_path}")
+    assert checkpoint_path.stat().st_mtime_ns == saved_at
+
 
 def test_resume_rejects_missing_and_mismatched_checkpoints_and_eval_at_the_same_time(tmp_path):
     with pytest.raises(SystemExit, match=r"^error: checkpoint not found: .*nope.cleanrl_model$"):
