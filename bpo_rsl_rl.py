@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+from numbers import Real
 
 import torch
 import torch.nn as nn
@@ -132,12 +133,20 @@ class BPO(PPO):
         if ppo_kwargs.get("normalize_advantage_per_mini_batch") and online_advantage:
             problems.append("normalize_advantage_per_mini_batch=True with online_advantage=True (BPO then never reads "
                             "the stored advantage; set online_advantage=False to weight by it)")
-        if not 0 < epsilon < 1:
-            problems.append(f"epsilon must lie in (0, 1), got {epsilon}")
-        for name, value in (("temperature", temperature), ("median_temperature", median_temperature),
-                            ("median_loss_coef", median_loss_coef)):
-            if value is not None and not 0 <= value < math.inf:
+        values = {"epsilon": epsilon, "temperature": temperature, "median_loss_coef": median_loss_coef}
+        if median_temperature is not None:
+            values["median_temperature"] = median_temperature
+        for name, value in values.items():  # a config system may pass None or a string: say so here, not in update()
+            if isinstance(value, bool) or not isinstance(value, Real):
+                problems.append(f"{name} must be a number, got {value!r}")
+            elif name == "epsilon" and not 0 < value < 1:
+                problems.append(f"epsilon must lie in (0, 1), got {value}")
+            elif name != "epsilon" and not 0 <= value < math.inf:
                 problems.append(f"{name} must be >= 0 and finite, got {value}")
+        for name, value in (("use_median", use_median), ("normalize_median_advantage", normalize_median_advantage),
+                            ("online_advantage", online_advantage)):
+            if not isinstance(value, bool):
+                problems.append(f"{name} must be True or False, got {value!r}")
         if distance not in DISTANCES:
             problems.append(f"distance must be one of {', '.join(DISTANCES)}, got {distance!r}")
         if problems:

@@ -101,27 +101,27 @@ class Args:
     max_grad_norm: float = 1.0
     """the maximum norm for the gradient clipping (of each network)"""
     init_std: float = 0.2
-    """the initial std of the Gaussian policy; rsl_rl's 1.0 learns nothing here (Playground clips each step's reward at 0)"""
+    """the initial std of the Gaussian policy, in [1e-6, 1e6] (rsl_rl's range); rsl_rl's 1.0 learns nothing on Go1, whose reward Playground clips at 0 each step"""
     hidden_sizes: tuple[int, ...] = (512, 256, 128)
     """hidden layers of the actor and the critic (ELU)"""
 
     # BPO (bpo_rsl_rl.BPO's arguments; ignored by PPO)
     epsilon: float = 0.3
-    """BPO's ratio bound ε: π* keeps π/π0 within [1−ε, 1+ε]"""
+    """BPO only: the ratio bound ε: π* keeps π/π0 within [1−ε, 1+ε] (the authors' Go1 value; bpo_continuous.py's default is 0.4)"""
     temperature: float = 0.01
-    """λ of the smoothed target 1 + ε·tanh(Ã/2λ) and of the median loss, in units of the return; 0 is the sign target"""
+    """BPO only: λ of the smoothed target 1 + ε·tanh(Ã/2λ) and of the median loss, in units of the return; 0 is the sign target"""
     median_temperature: float | None = None
-    """λ of the median head's log-cosh loss if not --temperature (the authors' rsl_rl code: 1.0)"""
+    """BPO only: λ of the median head's log-cosh loss if not --temperature (the authors' rsl_rl code: 1.0)"""
     median_coef: float = 0.5
-    """coefficient of the median head's loss"""
+    """BPO only: coefficient of the median head's loss"""
     use_median: bool = True
-    """threshold the target at the learned median u(s); --no-use-median uses V(s) (the paper's ablation)"""
+    """BPO only: threshold the target at the learned median u(s); --no-use-median uses V(s) (the paper's ablation)"""
     distance: Literal["sqrt", "tv", "log"] = "sqrt"
-    """the gap to the target ratio: 2|√ρ − √ρ*|, the paper's |ρ − ρ*|, or |log ρ − log ρ*|"""
+    """BPO only: the gap to the target ratio: 2|√ρ − √ρ*|, the paper's |ρ − ρ*|, or |log ρ − log ρ*|"""
     norm_median_adv: bool = False
-    """measure --temperature in units of Ã's std over the minibatch instead of the return's"""
+    """BPO only: measure --temperature in units of Ã's std over the minibatch instead of the return's"""
     online_advantage: bool = True
-    """weight by |Q̂ − V(s)| from the current critic, divided by its std; --no-online-advantage: |normalised GAE advantage|"""
+    """BPO only: weight by |Q̂ − V(s)| from the current critic, divided by its std; --no-online-advantage: |normalised GAE advantage|"""
 
     # filled in at runtime
     batch_size: tyro.conf.Suppress[int] = 0
@@ -169,7 +169,7 @@ def check_args(args: Args) -> None:
         (not 0 <= args.ent_coef < math.inf, f"--ent-coef must be >= 0 and finite, got {args.ent_coef}"),
         (not 0 <= args.vf_coef < math.inf, f"--vf-coef must be >= 0 and finite, got {args.vf_coef}"),
         (not 0 < args.max_grad_norm < math.inf, f"--max-grad-norm must be positive and finite, got {args.max_grad_norm}"),
-        (not 0 < args.init_std < math.inf, f"--init-std must be positive and finite, got {args.init_std}"),
+        (not 1e-6 <= args.init_std <= 1e6, f"--init-std must lie in [1e-6, 1e6] (rsl_rl clamps the std to it), got {args.init_std}"),
         (not args.hidden_sizes or min(args.hidden_sizes) < 1, f"--hidden-sizes must be positive, got {args.hidden_sizes}"),
         (not 0.0 < args.epsilon < 1.0, f"--epsilon must lie in (0, 1), got {args.epsilon}"),
         (not 0 <= args.temperature < math.inf, f"--temperature must be >= 0 and finite, got {args.temperature}"),
@@ -206,6 +206,10 @@ def make_env(env_id, num_envs, seed, num_threads):
     space = env.action_space
     if not (hasattr(space, "shape") and hasattr(space, "low") and len(space.shape) == 1):
         sys.exit(f"error: {env_id} has a {space} action space; this script needs a continuous (Box) one")
+    keys = list(getattr(env.observation_space, "spaces", None) or ())
+    if keys and "state" not in keys:  # a Dict observation that is not Playground's {"state", "privileged_state"}
+        sys.exit(f"error: {env_id}'s observations are a dict of {', '.join(keys)}; this script needs a Box observation "
+                 "or MuJoCo Playground's \"state\" (and \"privileged_state\")")
     return EnvpoolVecEnv(env, num_envs, envpool.make_spec(env_id).config.max_episode_steps)
 
 
@@ -449,7 +453,7 @@ def main(args: Args):
         print(f"{args.resume} is a finished run ({checkpoint['global_step']} of {args.total_timesteps} steps); nothing to "
               f"resume. Evaluate it with --eval-checkpoint {args.resume}")
         return
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_name = f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = Path(args.resume).parent if checkpoint else Path("runs") / run_name
     checkpoint_path = str(run_dir / f"{args.exp_name}.cleanrl_model")
     previous_handler = exit_on_ctrl_c(checkpoint_path, args.save_model)

@@ -195,6 +195,19 @@ def test_unsupported_settings_are_rejected_in_one_message():
                       bpo_rsl_rl.BPO)
 
 
+@pytest.mark.parametrize("setting, part", [
+    ({"temperature": None}, "temperature must be a number, got None"),
+    ({"epsilon": "0.3"}, "epsilon must be a number, got '0.3'"),
+    ({"median_loss_coef": True}, "median_loss_coef must be a number, got True"),
+    ({"use_median": "no"}, "use_median must be True or False, got 'no'"),
+    ({"online_advantage": 1}, "online_advantage must be True or False, got 1"),
+])
+def test_settings_of_the_wrong_type_are_rejected_when_built_not_in_the_first_update(setting, part):
+    with pytest.raises(ValueError) as error:
+        OnPolicyRunner(TargetEnv(), train_cfg(**setting), log_dir=None, device="cpu")
+    assert str(error.value) == f"bpo_rsl_rl.BPO does not support: {part}"
+
+
 def test_mjlab_trains_bpo_for_two_iterations_on_the_cpu(tmp_path, monkeypatch):
     """mjlab (1.6 pins rsl-rl-lib 5.4.2 and mujoco 3.11) is not in this project's environment: the test skips without it.
     Run in a separate venv: pip install -c <(echo torch==2.13.0) torch==2.13.0 mjlab==1.6.0 pytest -e . (about 30 s)."""

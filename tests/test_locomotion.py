@@ -4,6 +4,7 @@ real Playground task, a short run of the script (PPO and BPO) with its logs, che
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -268,6 +269,8 @@ def test_cli_bad_input_is_one_line(tmp_path):
 @pytest.mark.parametrize("env_id, message", [
     ("Nope-v1", "error: envpool has no environment 'Nope-v1'"),
     ("CartPole-v1", "error: CartPole-v1 has a Discrete(2) action space; this script needs a continuous (Box) one"),
+    ("CheetahRun-v1", "error: CheetahRun-v1's observations are a dict of position, velocity; this script needs a Box "
+                      "observation or MuJoCo Playground's \"state\" (and \"privileged_state\")"),
 ])
 def test_make_env_rejects_unknown_and_discrete_envs(env_id, message):
     with pytest.raises(SystemExit) as exc:
@@ -292,9 +295,10 @@ def test_evaluate_rejects_missing_and_foreign_checkpoints(tmp_path):
     ("num_minibatches", 1000, "a minibatch needs at least 2 samples"),
     ("total_timesteps", 10, "is smaller than one batch"),
     ("hidden_sizes", (0,), "--hidden-sizes must be positive"),
+    ("init_std", 1e-30, "--init-std must lie in [1e-6, 1e6] (rsl_rl clamps the std to it), got 1e-30"),
 ])
 def test_check_args_rejects_out_of_range_numbers(field, value, message):
-    with pytest.raises(SystemExit, match="^error: .*" + message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(SystemExit, match="^error: .*" + re.escape(message)):
         loco.check_args(loco.Args(**{field: value}))
 
 
