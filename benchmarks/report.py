@@ -366,7 +366,7 @@ def main(study: tyro.conf.Positional[str]) -> None:
                "rows and curves." for other, label, *here in run.BORROWED.get(study, ())],
              "Score: mean episodic return over the episodes that ended in the last 10% of training; mean ± std over seeds.",
              "SPS: training steps per second at the end of the run; raw: "
-             + ("one env of `envpool.make_gymnasium(env_id)` on one thread" if any(r["job"]["script"] in run.ENVPOOL_SCRIPTS for r in runs)
+             + ("one env of `envpool.make_gymnasium(env_id)` on one thread" if any(r.get("job", {}).get("script") in run.ENVPOOL_SCRIPTS for r in runs)
                 else "`gym.make(env_id)`") + " stepped with random actions on the same machine just before and after the run, the higher reading (the yardstick that makes SPS comparable across machines).", "",
              "KL: losses/approx_kl averaged over the run's updates, mean over seeds (how far each update moves the policy).", "",
              "| env | config | steps | seeds | score | per seed | KL | SPS | raw env steps/s | SPS / raw |",
