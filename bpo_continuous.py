@@ -419,6 +419,8 @@ def save_checkpoint(path, agent, envs, args, optimizer, iteration, global_step):
 def load_checkpoint(path):
     """A checkpoint saved by this script, or a one-line exit naming what is wrong with the file."""
     path = Path(path)
+    if path.is_dir():
+        sys.exit(f"error: {path} is a folder; give the checkpoint file, e.g. runs/<run_name>/{Args.exp_name}.cleanrl_model")
     if not path.is_file():
         sys.exit(f"error: checkpoint not found: {path}")
     try:

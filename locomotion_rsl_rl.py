@@ -363,6 +363,8 @@ def save_checkpoint(path, alg, args, iteration, global_step):
 
 def load_checkpoint(path):
     path = Path(path)
+    if path.is_dir():
+        sys.exit(f"error: {path} is a folder; give the checkpoint file, e.g. runs/<run_name>/{Args.exp_name}.cleanrl_model")
     if not path.is_file():
         sys.exit(f"error: checkpoint not found: {path}")
     try:

@@ -45,6 +45,10 @@ def test_check_args_rejects_bad_hyperparameters(script, overrides, message):
 def test_resume_rejects_missing_and_weights_only_checkpoints_and_eval_at_the_same_time(script, tmp_path):
     with pytest.raises(SystemExit, match=r"^error: checkpoint not found: .*nope.cleanrl_model$"):
         script.main(script.Args(resume=str(tmp_path / "nope.cleanrl_model")))
+    with pytest.raises(SystemExit) as folder:  # the run's folder instead of the file in it
+        script.main(script.Args(resume=str(tmp_path)))
+    assert str(folder.value) == (f"error: {tmp_path} is a folder; give the checkpoint file, e.g. "
+                                 f"runs/<run_name>/{script.__name__}.cleanrl_model")
     torch.save({"script": script.__name__, "args": {}, "model": {}}, tmp_path / "old.cleanrl_model")  # no training state
     with pytest.raises(SystemExit, match=r"^error: .*old.cleanrl_model holds weights only .*; it cannot be resumed$"):
         script.main(script.Args(resume=str(tmp_path / "old.cleanrl_model")))

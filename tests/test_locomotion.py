@@ -281,6 +281,10 @@ def test_make_env_rejects_unknown_and_discrete_envs(env_id, message):
 def test_evaluate_rejects_missing_and_foreign_checkpoints(tmp_path):
     with pytest.raises(SystemExit, match=r"^error: checkpoint not found: .*nope.cleanrl_model$"):
         loco.evaluate(loco.Args(eval_checkpoint=str(tmp_path / "nope.cleanrl_model")))
+    with pytest.raises(SystemExit) as folder:  # the run's folder instead of the file in it
+        loco.evaluate(loco.Args(eval_checkpoint=str(tmp_path)))
+    assert str(folder.value) == (f"error: {tmp_path} is a folder; give the checkpoint file, e.g. "
+                                 "runs/<run_name>/locomotion_rsl_rl.cleanrl_model")
     (tmp_path / "junk.cleanrl_model").write_text("not a checkpoint")
     with pytest.raises(SystemExit, match=r"^error: .*junk.cleanrl_model is not a checkpoint of this script"):
         loco.evaluate(loco.Args(eval_checkpoint=str(tmp_path / "junk.cleanrl_model")))
