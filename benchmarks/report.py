@@ -359,15 +359,16 @@ def main(study: tyro.conf.Positional[str]) -> None:
     by_env: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for record in runs:
         by_env[record["env_id"]][record["name"]].append(record)
+    envpool = any(job.script in run.ENVPOOL_SCRIPTS for job in run.STUDIES[study])  # as run.raw_env_rate measured it
+    raw_env = "one env of `envpool.make_gymnasium(env_id)` on one thread" if envpool else "`gym.make(env_id)`"
 
     lines = [f"# Benchmark study `{study}`", "",
              f"Made by `python benchmarks/run.py {study}` then `python benchmarks/report.py {study}`.",
              *[f"The finished `{label}` runs of study `{other}` on the same envs are included in `{here[0] if here else label}`'s "
                "rows and curves." for other, label, *here in run.BORROWED.get(study, ())],
              "Score: mean episodic return over the episodes that ended in the last 10% of training; mean ± std over seeds.",
-             "SPS: training steps per second at the end of the run; raw: "
-             + ("one env of `envpool.make_gymnasium(env_id)` on one thread" if any(r.get("job", {}).get("script") in run.ENVPOOL_SCRIPTS for r in runs)
-                else "`gym.make(env_id)`") + " stepped with random actions on the same machine just before and after the run, the higher reading (the yardstick that makes SPS comparable across machines).", "",
+             f"SPS: training steps per second at the end of the run; raw: {raw_env} stepped with random actions "
+             "on the same machine just before and after the run, the higher reading (the yardstick that makes SPS comparable across machines).", "",
              "KL: losses/approx_kl averaged over the run's updates, mean over seeds (how far each update moves the policy).", "",
              "| env | config | steps | seeds | score | per seed | KL | SPS | raw env steps/s | SPS / raw |",
              "|---|---|---|---|---|---|---|---|---|---|"]
